@@ -1,0 +1,59 @@
+# cosmos-nb: the two commands a newcomer needs (see README.md)
+#   make demo   set up this machine and run the main job (the CPU demo)
+#   make test   set up this machine and run every test (what CI runs)
+SHELL := /bin/bash
+VENV  ?= .venv
+BIN   := $(VENV)/bin
+export HF_HUB_OFFLINE ?= 1
+export PYTHONUNBUFFERED := 1
+
+# torch first, with a pin that matches the machine: a bare `torch` range pulls a multi-GB CUDA build on a CPU box.
+# torchcodec must match torch's build: 0.12/0.13 are PyPI's CPU wheels (they import beside a CPU torch 2.13);
+# 0.14+ are CUDA builds that dlopen libtorch_cuda and fail to import next to a CPU torch.
+ifeq ($(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu),gpu)
+TORCH_SPEC      ?= torch>=2.11
+TORCHCODEC_SPEC ?= torchcodec>=0.14
+else
+TORCH_SPEC      ?= torch==2.13.0
+TORCHCODEC_SPEC ?= torchcodec>=0.12,<0.14
+endif
+
+.PHONY: demo test install system-deps check-sync nbtest pytest docs-check clean
+
+demo: install
+	$(BIN)/cosmos-nb demo
+
+test: install check-sync nbtest pytest
+
+system-deps:
+	@# FFmpeg's shared libraries for torchcodec (Debian's ffmpeg package); apt-get works as root
+	@command -v ffmpeg >/dev/null || { echo "installing FFmpeg (apt-get)"; \
+	  $$( [ $$(id -u) = 0 ] || echo sudo ) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -qq ffmpeg >/dev/null; }
+
+$(BIN)/python:
+	python3 -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]" "$(TORCHCODEC_SPEC)"
+	touch $@
+
+install: system-deps $(VENV)/.installed
+
+# CI fails when cosmos_nb/ is out of sync with nbs/ or notebooks are not clean
+check-sync:
+	$(BIN)/nbdev-export
+	@git diff --exit-code --stat -- cosmos_nb || { echo "cosmos_nb/ is out of sync with nbs/: run nbdev-export and commit"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- cosmos_nb)" || { git status --short -- cosmos_nb; echo "nbdev-export wrote files that are not committed"; exit 1; }
+	$(BIN)/nbdev-clean
+	@git diff --exit-code --stat -- nbs || { echo "notebooks are not clean: run nbdev-clean and commit"; exit 1; }
+
+nbtest:
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest:
+	$(BIN)/python -m pytest tests
+
+clean:
+	rm -rf _proc _docs outputs/demo

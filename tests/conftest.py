@@ -1,0 +1,15 @@
+import os
+# Never reach for the Hugging Face Hub in tests: without this every cache miss costs ~23 s of retries offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    "The real upstream media in ../shared/data (read-only)."
+    assert SHARED_DATA.is_dir(), f"{SHARED_DATA} is missing: tests need the shared media beside the checkout"
+    return SHARED_DATA
