@@ -25,11 +25,12 @@ demo: install
 
 test: install check-sync nbtest pytest
 
+SYSTEM_PKGS := ffmpeg chromium
 system-deps:
-	@# FFmpeg's shared libraries for torchcodec (Debian's ffmpeg package); apt-get works as root
-	@command -v ffmpeg >/dev/null || { echo "installing FFmpeg (apt-get)"; \
-	  $$( [ $$(id -u) = 0 ] || echo sudo ) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$( [ $$(id -u) = 0 ] || echo sudo ) apt-get install -y -qq ffmpeg >/dev/null; }
+	@# FFmpeg's shared libraries for torchcodec; Chromium for the docs browser test (Debian packages; apt-get works as root)
+	@missing=""; command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing (apt-get)"; SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
 
 $(BIN)/python:
 	python3 -m venv $(VENV)
@@ -57,3 +58,9 @@ pytest:
 
 clean:
 	rm -rf _proc _docs outputs/demo
+
+# Developers: execute notebooks in place (so the docs show their outputs), then strip metadata. NB=nbs/00_video.ipynb for one.
+NB ?= $(wildcard nbs/*.ipynb)
+run-nbs: install
+	@for f in $(NB); do echo "executing $$f"; (cd $$(dirname $$f) && $(CURDIR)/$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 $$(basename $$f) >/dev/null) || exit 1; done
+	$(BIN)/nbdev-clean
