@@ -1,0 +1,242 @@
+"""Benchmark the Video2World DiT (cosmos_nb.dit): forward and forward+backward time, TFLOP/s and MFU.
+
+MFU is measured against the bf16 matmul peak this script measures on the same device (large square matmuls),
+and also given against the datasheet value when the device is known. FLOPs per forward follow spec §6.2
+(`dit_forward_flops`: 2.2095 PFLOP for 7B at 16×88×160 latents = 121×704×1280 video); a training step counts
+3× the forward (activation recomputation is not counted, as is usual for MFU).
+
+GPU (the lead runs this on one H100):
+    python bench/bench_dit.py                       # 7B, 1×16×16×88×160, SDPA backends cudnn>flash, eager
+    python bench/bench_dit.py --compile             # torch.compile each block
+    python bench/bench_dit.py --attn-sweep          # also time each SDPA backend alone at this shape
+CPU dry run:
+    python bench/bench_dit.py --tiny
+Prints one JSON line (and writes it to --out if given).
+"""
+import argparse, json, math, os, statistics, sys, time, traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cosmos_nb.dit import (SDPA_BACKENDS, DiTConfig, VideoExtendDiT, apply_activation_checkpointing, compile_blocks,
+                           dit_forward_flops)
+
+DATASHEET_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.4}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tiny", action="store_true", help="tiny config and latent; runs on CPU")
+    p.add_argument("--model", default="7b", choices=["7b", "14b"])
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--frames", type=int, default=16, help="latent frames (16 = 121 video frames)")
+    p.add_argument("--height", type=int, default=88, help="latent height (88 = 704 px)")
+    p.add_argument("--width", type=int, default=160, help="latent width (160 = 1280 px)")
+    p.add_argument("--text-len", type=int, default=512)
+    p.add_argument("--compile", action="store_true", help="torch.compile every block (compile time is excluded)")
+    p.add_argument("--ac", default="on", choices=["on", "off"], help="activation checkpointing for forward+backward")
+    p.add_argument("--sdpa-backends", default="cudnn,flash,efficient,math",
+                   help="comma-separated priority list from cudnn,flash,efficient,math; 'default' = PyTorch's own choice")
+    p.add_argument("--flash-impl", default=None, help="activate a registered flash-attention impl first (FA3 / FA4), if installed")
+    p.add_argument("--no-backward", action="store_true", help="only time the forward")
+    p.add_argument("--attn-sweep", action="store_true", help="time each SDPA backend alone on the self-attention shape")
+    p.add_argument("--profile", action="store_true", help="print the top CUDA kernels of one forward")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--out", default=None, help="also write the JSON line to this file")
+    return p.parse_args(argv)
+
+
+class Timer:
+    "Wall time of a region: CUDA events on a GPU, perf_counter on the CPU."
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self):
+        if self.cuda:
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else: self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.end.record()
+            torch.cuda.synchronize()
+            self.seconds = self.start.elapsed_time(self.end) / 1e3
+        else: self.seconds = time.perf_counter() - self.t0
+
+
+def time_fn(fn, device, warmup, iters):
+    "Median seconds of `fn()` over `iters` runs after `warmup` runs."
+    for _ in range(warmup): fn()
+    times = []
+    for _ in range(iters):
+        with Timer(device) as t: fn()
+        times.append(t.seconds)
+    return statistics.median(times), times
+
+
+def matmul_peak(device, dtype, tiny):
+    "Best bf16 matmul TFLOP/s over a few large shapes (our 'measured peak')."
+    sizes = [(512, 512, 512)] if tiny else [(8192, 8192, 8192), (16384, 16384, 16384), (16384, 8192, 16384), (56320, 4096, 4096)]
+    best, per = 0.0, {}
+    for m, k, n in sizes:
+        a, b = torch.randn(m, k, device=device, dtype=dtype), torch.randn(k, n, device=device, dtype=dtype)
+        sec, _ = time_fn(lambda: a @ b, device, warmup=3, iters=1 if tiny else 10)
+        tf = 2 * m * k * n / sec / 1e12
+        per[f"{m}x{k}x{n}"] = round(tf, 1)
+        best = max(best, tf)
+        del a, b
+    return best, per
+
+
+def attention_error(backend, device, dtype, heads, head_dim, L=2048):
+    "Max abs error of one backend's bf16 forward and input gradients against a float32 math-kernel reference."
+    from torch.nn.attention import sdpa_kernel
+    g = torch.Generator(device=device).manual_seed(0)
+    q, k, v, dout = (torch.randn(1, L, heads, head_dim, device=device, generator=g) for _ in range(4))
+    def run(be, dt):
+        qkv = [t.detach().to(dt).requires_grad_(True) for t in (q, k, v)]  # fresh leaves
+        with sdpa_kernel([be]):
+            o = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in qkv))
+        o.backward(dout.to(dt).transpose(1, 2))
+        return [o.float()] + [t.grad.float() for t in qkv]
+    ref, got = run(SDPA_BACKENDS["math"], torch.float32), run(SDPA_BACKENDS[backend], dtype)
+    return dict(zip(["out", "dq", "dk", "dv"], (round((a - b).abs().max().item(), 5) for a, b in zip(got, ref))))
+
+
+def attention_sweep(device, dtype, B, L, heads, head_dim, tiny):
+    "Self-attention alone, [B, L, h, d] inputs as the model passes them, with each SDPA backend forced; plus its error."
+    flops = 4 * B * L * L * heads * head_dim
+    q, k, v = (torch.randn(B, L, heads, head_dim, device=device, dtype=dtype, requires_grad=True).transpose(1, 2) for _ in range(3))
+    res = {}
+    for name in ("cudnn", "flash", "efficient", "math"):
+        if name == "math" and not tiny: continue  # would materialise L×L
+        try:
+            from torch.nn.attention import sdpa_kernel
+            with sdpa_kernel([SDPA_BACKENDS[name]]):
+                fwd, _ = time_fn(lambda: F.scaled_dot_product_attention(q, k, v), device, 2, 1 if tiny else 5)
+                def fb():
+                    F.scaled_dot_product_attention(q, k, v).sum().backward()
+                fwdbwd, _ = time_fn(fb, device, 1, 1 if tiny else 3)
+            res[name] = dict(fwd_ms=round(fwd * 1e3, 2), fwd_tflops=round(flops / fwd / 1e12, 1),
+                             fwdbwd_ms=round(fwdbwd * 1e3, 2), fwdbwd_tflops=round(3.5 * flops / fwdbwd / 1e12, 1),
+                             max_abs_err_vs_fp32=attention_error(name, device, dtype, heads, head_dim, 256 if tiny else 2048))
+        except Exception as e:  # backend not available for this device / shape
+            res[name] = f"unavailable: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    return res
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu" and not args.tiny: sys.exit("no CUDA device: use --tiny for a CPU dry run")
+    dtype = torch.bfloat16
+    torch.manual_seed(0)
+    if args.tiny:
+        B, T, H, W, M, iters, warmup = 1, 4, 16, 16, 64, 2, 1
+        backends = None if args.sdpa_backends == "default" else tuple(args.sdpa_backends.split(","))
+        cfg = DiTConfig.tiny(sdpa_backends=backends)
+    else:
+        B, T, H, W, M, iters, warmup = args.batch, args.frames, args.height, args.width, args.text_len, args.iters, args.warmup
+        backends = None if args.sdpa_backends == "default" else tuple(args.sdpa_backends.split(","))
+        preset = DiTConfig.predict1_7b_video2world if args.model == "7b" else DiTConfig.predict1_14b_video2world
+        cfg = preset(sdpa_backends=backends)
+    result = dict(bench="dit", model="tiny" if args.tiny else args.model, device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                  torch=torch.__version__, cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if device.type == "cuda" else None,
+                  dtype="bfloat16", latent=[B, cfg.out_channels, T, H, W], text=[B, M, cfg.crossattn_emb_channels],
+                  compile=args.compile, sdpa_backends=backends or "default", flash_impl=args.flash_impl)
+    if args.flash_impl:
+        try:
+            torch.nn.attention.activate_flash_attention_impl(args.flash_impl)
+            result["flash_impl_active"] = str(torch.nn.attention.current_flash_attention_impl())
+        except Exception as e:
+            result["flash_impl_active"] = f"failed: {type(e).__name__}: {e}"
+
+    # 1. the measured matmul peak
+    peak, per_shape = matmul_peak(device, dtype, args.tiny)
+    result.update(matmul_peak_tflops=round(peak, 1), matmul_tflops_by_shape=per_shape)
+    datasheet = next((v for k, v in DATASHEET_BF16_TFLOPS.items() if k in result["device"]), None)
+
+    # 2. the model: random weights, upstream init, cast to bf16 (no checkpoint needed)
+    with torch.device(device): model = VideoExtendDiT(cfg)
+    model = model.to(dtype)
+    n_params = sum(p.numel() for p in model.parameters())
+    if args.compile: compile_blocks(model, fullgraph=True)  # fails loudly on a graph break inside a block
+    x = torch.randn(B, cfg.out_channels, T, H, W, device=device, dtype=dtype)
+    c_noise = torch.full((B,), 0.25 * math.log(10.0), device=device, dtype=dtype)
+    ctx = torch.randn(B, M, cfg.crossattn_emb_channels, device=device, dtype=dtype)
+    ctx[:, M // 4:] = 0  # zero-padded prompt tail, as in the pipeline
+    fps = torch.full((B,), 24.0, device=device)
+    pad = torch.zeros(B, 1, H * 8, W * 8, device=device, dtype=dtype)
+    cond = torch.zeros(B, 1, T, H, W, device=device, dtype=dtype)
+    cond[:, :, :1] = 1
+    run = lambda: model(x, c_noise, ctx, fps=fps, padding_mask=pad, condition_video_input_mask=cond)
+    flops = dit_forward_flops(cfg, T, H, W, batch=B, text_len=M)
+    L = T // cfg.patch_temporal * (H // cfg.patch_spatial) * (W // cfg.patch_spatial)
+    result.update(params=n_params, tokens=L, forward_pflop=round(flops / 1e15, 4))
+
+    # 3. forward (inference)
+    model.eval()
+    if device.type == "cuda": torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        out = run()
+        if device.type == "cuda": torch.cuda.synchronize()
+        result["first_forward_s"] = round(time.perf_counter() - t0, 2)  # includes compilation with --compile
+        result["output_finite"] = bool(torch.isfinite(out).all())
+        assert out.shape == x.shape, (out.shape, x.shape)
+        del out
+        fwd, fwd_all = time_fn(run, device, warmup, iters)
+    tflops = flops / fwd / 1e12
+    result.update(forward_ms=round(fwd * 1e3, 1), forward_ms_all=[round(t * 1e3, 1) for t in fwd_all],
+                  forward_tflops=round(tflops, 1), forward_mfu=round(tflops / peak, 4),
+                  forward_mfu_datasheet=round(tflops / datasheet, 4) if datasheet else None)
+    if device.type == "cuda": result["forward_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+    if args.profile and device.type == "cuda":
+        from torch.profiler import ProfilerActivity, profile
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+            run()
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15), file=sys.stderr)
+
+    # 4. forward + backward (training step without the optimizer)
+    if not args.no_backward:
+        model.train()
+        apply_activation_checkpointing(model, args.ac == "on")
+        result["activation_checkpointing"] = args.ac == "on"
+        def step():
+            model(x, c_noise, ctx, fps=fps, padding_mask=pad, condition_video_input_mask=cond).float().square().mean().backward()
+            for p in model.parameters(): p.grad = None
+        try:
+            if device.type == "cuda": torch.cuda.reset_peak_memory_stats()
+            fb, fb_all = time_fn(step, device, warmup, iters)
+            tflops = 3 * flops / fb / 1e12
+            result.update(fwdbwd_ms=round(fb * 1e3, 1), fwdbwd_ms_all=[round(t * 1e3, 1) for t in fb_all],
+                          fwdbwd_tflops=round(tflops, 1), fwdbwd_mfu=round(tflops / peak, 4),
+                          fwdbwd_hw_tflops=round((4 if args.ac == "on" else 3) * flops / fb / 1e12, 1))
+            if device.type == "cuda": result["fwdbwd_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        except torch.OutOfMemoryError as e:
+            result["fwdbwd_error"] = f"OOM: {str(e).splitlines()[0][:200]}"
+            for p in model.parameters(): p.grad = None
+
+    # 5. the attention kernels alone
+    if args.attn_sweep:
+        del model
+        if device.type == "cuda": torch.cuda.empty_cache()
+        result["attention_sweep"] = attention_sweep(device, dtype, B, L, cfg.num_heads, cfg.head_dim, args.tiny)
+
+    line = json.dumps(result)
+    print(line)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(line + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
