@@ -18,7 +18,7 @@ TORCH_SPEC      ?= torch==2.13.0
 TORCHCODEC_SPEC ?= torchcodec>=0.12,<0.14
 endif
 
-.PHONY: demo test install system-deps check-sync nbtest pytest docs-check clean
+.PHONY: demo test install system-deps check-sync nbtest pytest slurm-up clean run-nbs
 
 demo: install
 	$(BIN)/cosmos-nb demo
@@ -53,7 +53,11 @@ check-sync:
 nbtest:
 	$(BIN)/nbdev-test --n-workers 2
 
-pytest:
+# a real single-node SLURM (with accounting) for the submitit tests; the test fixture also starts it if needed
+slurm-up:
+	$$( [ $$(id -u) = 0 ] || echo sudo ) bash slurm/ci/up.sh
+
+pytest: slurm-up
 	$(BIN)/python -m pytest tests
 
 clean:

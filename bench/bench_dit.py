@@ -41,6 +41,9 @@ def parse_args(argv=None):
                    help="comma-separated priority list from cudnn,flash,efficient,math; 'default' = PyTorch's own choice")
     p.add_argument("--flash-impl", default=None, help="activate a registered flash-attention impl first (FA3 / FA4), if installed")
     p.add_argument("--no-backward", action="store_true", help="only time the forward")
+    p.add_argument("--lora", type=int, default=0, metavar="RANK",
+                   help="LoRA post-training step: frozen bf16 base + rank-RANK adapters on q/v of FA and CA in all blocks "
+                        "(cosmos_nb.lora.apply_lora); MFU counts forward + input-gradient backward = 2x forward FLOPs")
     p.add_argument("--attn-sweep", action="store_true", help="time each SDPA backend alone on the self-attention shape")
     p.add_argument("--profile", action="store_true", help="print the top CUDA kernels of one forward")
     p.add_argument("--warmup", type=int, default=2)
@@ -209,16 +212,23 @@ def main(argv=None):
         model.train()
         apply_activation_checkpointing(model, args.ac == "on")
         result["activation_checkpointing"] = args.ac == "on"
+        if args.lora:
+            from cosmos_nb.lora import apply_lora
+            from cosmos_nb.experiments import LoRAConfig
+            apply_lora(model, LoRAConfig(enabled=True, first_nblocks=cfg.num_blocks, rank=args.lora), dtype=dtype)
+            result["lora_rank"] = args.lora
+            result["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         def step():
             model(x, c_noise, ctx, fps=fps, padding_mask=pad, condition_video_input_mask=cond).float().square().mean().backward()
             for p in model.parameters(): p.grad = None
         try:
             if device.type == "cuda": torch.cuda.reset_peak_memory_stats()
             fb, fb_all = time_fn(step, device, warmup, iters)
-            tflops = 3 * flops / fb / 1e12
+            useful = 2 if args.lora else 3       # LoRA: no weight gradients of the frozen base
+            tflops = useful * flops / fb / 1e12
             result.update(fwdbwd_ms=round(fb * 1e3, 1), fwdbwd_ms_all=[round(t * 1e3, 1) for t in fb_all],
-                          fwdbwd_tflops=round(tflops, 1), fwdbwd_mfu=round(tflops / peak, 4),
-                          fwdbwd_hw_tflops=round((4 if args.ac == "on" else 3) * flops / fb / 1e12, 1))
+                          fwdbwd_flops_counted=f"{useful}x forward", fwdbwd_tflops=round(tflops, 1), fwdbwd_mfu=round(tflops / peak, 4),
+                          fwdbwd_hw_tflops=round((useful + (args.ac == "on")) * flops / fb / 1e12, 1))
             if device.type == "cuda": result["fwdbwd_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         except torch.OutOfMemoryError as e:
             result["fwdbwd_error"] = f"OOM: {str(e).splitlines()[0][:200]}"
