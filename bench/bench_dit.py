@@ -36,7 +36,8 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=160, help="latent width (160 = 1280 px)")
     p.add_argument("--text-len", type=int, default=512)
     p.add_argument("--compile", action="store_true", help="torch.compile every block (compile time is excluded)")
-    p.add_argument("--ac", default="on", choices=["on", "off"], help="activation checkpointing for forward+backward")
+    p.add_argument("--ac", default="on", choices=["on", "off", "save_attention"],
+                   help="activation checkpointing for forward+backward: on (recompute all), off, save_attention (selective: keep self-attention outputs)")
     p.add_argument("--sdpa-backends", default="cudnn,flash,efficient,math",
                    help="comma-separated priority list from cudnn,flash,efficient,math; 'default' = PyTorch's own choice")
     p.add_argument("--flash-impl", default=None, help="activate a registered flash-attention impl first (FA3 / FA4), if installed")
@@ -210,8 +211,8 @@ def main(argv=None):
     # 4. forward + backward (training step without the optimizer)
     if not args.no_backward:
         model.train()
-        apply_activation_checkpointing(model, args.ac == "on")
-        result["activation_checkpointing"] = args.ac == "on"
+        apply_activation_checkpointing(model, args.ac != "off", "save_attention" if args.ac == "save_attention" else "full")
+        result["activation_checkpointing"] = args.ac
         if args.lora:
             from cosmos_nb.lora import apply_lora
             from cosmos_nb.experiments import LoRAConfig
@@ -228,7 +229,7 @@ def main(argv=None):
             tflops = useful * flops / fb / 1e12
             result.update(fwdbwd_ms=round(fb * 1e3, 1), fwdbwd_ms_all=[round(t * 1e3, 1) for t in fb_all],
                           fwdbwd_flops_counted=f"{useful}x forward", fwdbwd_tflops=round(tflops, 1), fwdbwd_mfu=round(tflops / peak, 4),
-                          fwdbwd_hw_tflops=round((useful + (args.ac == "on")) * flops / fb / 1e12, 1))
+                          fwdbwd_hw_tflops=round((useful + (args.ac == "on")) * flops / fb / 1e12, 1) if args.ac != "save_attention" else None)
             if device.type == "cuda": result["fwdbwd_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         except torch.OutOfMemoryError as e:
             result["fwdbwd_error"] = f"OOM: {str(e).splitlines()[0][:200]}"

@@ -17,17 +17,19 @@ import torch.nn.functional as F
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts, CheckpointPolicy
 
 # %% auto #0
-__all__ = ['SDPA_BACKENDS', 'DiTConfig', 'Patchify', 'PatchEmbed', 'VideoRopePosition3DEmb', 'rope_cos_sin',
-           'apply_rotary_pos_emb', 'normalize', 'LearnablePosEmbAxis', 'Timesteps', 'TimestepEmbedding', 'attention',
-           'Attention', 'VideoAttn', 'GPT2FeedForward', 'modulate', 'adaln_chunks', 'DITBuildingBlock',
+__all__ = ['CHECKPOINT_POLICIES', 'SDPA_BACKENDS', 'DiTConfig', 'Patchify', 'PatchEmbed', 'VideoRopePosition3DEmb',
+           'rope_cos_sin', 'apply_rotary_pos_emb', 'normalize', 'LearnablePosEmbAxis', 'Timesteps', 'TimestepEmbedding',
+           'attention', 'Attention', 'VideoAttn', 'GPT2FeedForward', 'modulate', 'adaln_chunks', 'DITBuildingBlock',
            'GeneralDITTransformerBlock', 'FinalLayer', 'unpatchify', 'VideoExtendDiT', 'DiTLoadReport',
            'read_dit_checkpoint', 'load_dit_checkpoint', 'dit_state_dict_for_upstream',
            'apply_activation_checkpointing', 'apply_fsdp', 'compile_blocks', 'dit_forward_flops']
 
 # %% ../nbs/06_dit.ipynb #9bb6508f
+CHECKPOINT_POLICIES = ("full", "save_attention")  # what per-block activation checkpointing keeps
+
 _BLOCK_TYPES = {"fa": "fa", "full_attn": "fa", "ca": "ca", "cross_attn": "ca", "mlp": "mlp", "ff": "mlp"}
 SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
                   "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
@@ -76,6 +78,7 @@ class DiTConfig:
     norm_eps: float = 1e-6
     # run-time switches (not in checkpoints)
     activation_checkpointing: bool = False  # recompute each block in backward
+    checkpoint_policy: str = "full"  # "full": recompute everything; "save_attention": keep self-attention outputs (faster, +0.46 GiB/block at 56k tokens)
     attn_impl: str = "sdpa"  # "sdpa" (flash / cuDNN kernels) or "naive" (softmax(QKᵀ/√d)V, the reference)
     sdpa_backends: tuple[str, ...] | None = ("cudnn", "flash", "efficient", "math")  # SDPA kernels in priority order; None = PyTorch's choice
 
@@ -94,6 +97,7 @@ class DiTConfig:
         need(self.pos_emb_interpolation == "crop", "only pos_emb_interpolation='crop' is implemented")
         need(not self.use_cross_attn_mask, "use_cross_attn_mask=True is not implemented (the release uses no mask)")
         need(not self.add_augment_sigma_embedding, "add_augment_sigma_embedding=True is not implemented (never built in the release)")
+        need(self.checkpoint_policy in CHECKPOINT_POLICIES, f"checkpoint_policy={self.checkpoint_policy!r}: use one of {CHECKPOINT_POLICIES}")
         need(self.attn_impl in ("sdpa", "naive"), f"attn_impl={self.attn_impl!r}: use 'sdpa' or 'naive'")
         if self.sdpa_backends is not None:
             self.sdpa_backends = tuple(self.sdpa_backends)
@@ -327,6 +331,18 @@ class GPT2FeedForward(nn.Module):
     def forward(self, x): return self.layer2(self.activation(self.layer1(x)))
 
 # %% ../nbs/06_dit.ipynb #483957d4
+_SDPA_OPS = {getattr(torch.ops.aten, n).default for n in ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention",
+             "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu") if hasattr(torch.ops.aten, n)}
+
+def _keep_self_attention(ctx, op, *args, **kwargs):
+    "Selective-checkpoint policy: save the outputs of self-attention kernels (q and k have the same length), recompute the rest."
+    if op in _SDPA_OPS and args[0].shape[-2] == args[1].shape[-2]: return CheckpointPolicy.MUST_SAVE
+    return CheckpointPolicy.PREFER_RECOMPUTE
+
+def _save_self_attention_context():
+    return create_selective_checkpoint_contexts(_keep_self_attention)
+
+
 def modulate(x, shift, scale):
     "x·(1 + scale) + shift with (B, 1, D) shift/scale."
     return torch.addcmul(shift, x, 1 + scale)
@@ -367,6 +383,7 @@ class GeneralDITTransformerBlock(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList([DITBuildingBlock(b, x_dim, context_dim, num_heads, **kwargs) for b in block_config.split("-")])
         self.activation_checkpointing = False  # set from outside by `apply_activation_checkpointing`
+        self.checkpoint_policy = "full"
 
     def _forward(self, x, emb, crossattn_emb, rope, adaln_lora, extra_pos_emb):
         if extra_pos_emb is not None: x = x + extra_pos_emb  # B, L, D
@@ -376,6 +393,8 @@ class GeneralDITTransformerBlock(nn.Module):
     def forward(self, x, emb, crossattn_emb, rope=None, adaln_lora=None, extra_pos_emb=None):
         args = (x, emb, crossattn_emb, rope, adaln_lora, extra_pos_emb)
         if self.activation_checkpointing and torch.is_grad_enabled():
+            if self.checkpoint_policy == "save_attention":
+                return checkpoint(self._forward, *args, use_reentrant=False, context_fn=_save_self_attention_context)
             return checkpoint(self._forward, *args, use_reentrant=False)
         return self._forward(*args)
 
@@ -589,9 +608,12 @@ def dit_state_dict_for_upstream(model: nn.Module, # the DiT (FSDP2-sharded is fi
 
 # %% ../nbs/06_dit.ipynb #d41cfead
 def apply_activation_checkpointing(model: VideoExtendDiT,
-                                   enabled: bool = True): # False switches it off again
+                                   enabled: bool = True, # False switches it off again
+                                   policy: str | None = None): # "full" or "save_attention" (default: the model config's)
     "Switch per-block activation checkpointing on or off; names and keys are unchanged."
-    for block in model.blocks.values(): block.activation_checkpointing = enabled
+    policy = policy or getattr(model.config, "checkpoint_policy", "full")
+    if policy not in CHECKPOINT_POLICIES: raise ValueError(f"checkpoint policy {policy!r}: use one of {CHECKPOINT_POLICIES}")
+    for block in model.blocks.values(): block.activation_checkpointing, block.checkpoint_policy = enabled, policy
     return model
 
 

@@ -552,3 +552,31 @@ def test_gpu_bf16_backends_match_float64_reference(backend):
     assert (out.float().cpu() - ref).norm() / ref.norm() < 0.03
     g(x.cuda(), t.cuda(), ctx.cuda(), fps=24, condition_video_input_mask=cond.cuda()).float().square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in g.parameters())
+
+
+def test_selective_checkpointing_keeps_only_self_attention_and_same_grads():
+    "policy='save_attention' saves the self-attention kernel outputs (not cross-attention) and gives the same gradients."
+    import cosmos_nb.dit as d
+    from torch.utils.checkpoint import CheckpointPolicy
+    torch.manual_seed(0)
+    m = VideoExtendDiT(DiTConfig.tiny()).double()
+    x, ctx, t = torch.randn(1, 16, 3, 8, 8, dtype=torch.double), torch.randn(1, 16, 1024, dtype=torch.double), torch.rand(1, dtype=torch.double)
+    grads = {}
+    for mode in ("off", "full", "save_attention"):
+        apply_activation_checkpointing(m, mode != "off", None if mode == "off" else mode)
+        m.zero_grad(); m(x, t, ctx).square().sum().backward()
+        grads[mode] = [p.grad.clone() for p in m.parameters()]
+    for mode in ("full", "save_attention"):
+        assert all(torch.equal(a, b) for a, b in zip(grads["off"], grads[mode])), mode
+    saved, orig = [], d._keep_self_attention
+    def spy(ctx_, op, *a, **k):
+        r = orig(ctx_, op, *a, **k)
+        if r == CheckpointPolicy.MUST_SAVE: saved.append((tuple(a[0].shape), tuple(a[1].shape)))
+        return r
+    d._keep_self_attention = spy
+    try:
+        m.zero_grad(); m(x, t, ctx).sum().backward()
+    finally: d._keep_self_attention = orig
+    assert len(saved) == m.config.num_blocks and all(q[-2] == k[-2] for q, k in saved)   # one self-attention per block, no CA
+    with pytest.raises(ValueError, match="checkpoint policy"): apply_activation_checkpointing(m, True, "everything")
+    with pytest.raises(ValueError, match="checkpoint_policy"): DiTConfig.tiny(checkpoint_policy="nope")
