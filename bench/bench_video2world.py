@@ -1,0 +1,107 @@
+"""Benchmark Video2World generation (cosmos_nb.diffusion.Video2WorldDiffusion.generate, as cosmos_nb.video2world runs it):
+end-to-end seconds for one video, seconds per sampler step (one guided DiT forward: prompt + negative prompt batched),
+tokenizer encode / decode seconds, and peak GPU memory, with and without offloading.
+
+Random weights (no download): the 7B DiT and the CV8x8x8 tokenizer at their released sizes, in bf16; T5 is not run
+(random 512×1024 prompt embeddings), so the numbers are DiT + tokenizer only.
+
+GPU (the lead runs this on one H100):
+    python bench/bench_video2world.py                         # 121×704×1280, 35 steps, everything resident
+    python bench/bench_video2world.py --offload               # --offload_tokenizer + --offload_diffusion_transformer
+    python bench/bench_video2world.py --steps 5 --frames 57   # quicker: fewer steps / frames
+CPU dry run:
+    python bench/bench_video2world.py --tiny
+Prints one JSON line (and writes it to --out if given).
+"""
+import argparse, json, sys, time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cosmos_nb.diffusion import DiffusionConfig, Video2WorldDiffusion
+from cosmos_nb.dit import DiTConfig, VideoExtendDiT
+from cosmos_nb.tokenizer import CausalVideoTokenizer, LatentNormalizer, TokenizerConfig
+from cosmos_nb.video2world import OffloadingTokenizer, free_memory
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--tiny', action='store_true', help='tiny DiT and tokenizer, 17×32×48, on the CPU')
+    p.add_argument('--model', default='7b', choices=['7b', '14b'])
+    p.add_argument('--frames', type=int, default=121, help='output frames (1 + 8k, at most 121)')
+    p.add_argument('--height', type=int, default=704)
+    p.add_argument('--width', type=int, default=1280)
+    p.add_argument('--input-frames', type=int, default=1, help='conditioning frames (1 or 9)')
+    p.add_argument('--steps', type=int, default=35)
+    p.add_argument('--offload', action='store_true', help='tokenizer on the GPU only to encode/decode; DiT leaves before decoding')
+    p.add_argument('--no-batch-guidance', action='store_true', help='two forwards per step (as upstream) instead of one of batch 2')
+    p.add_argument('--sdpa-backends', default='cudnn,flash,efficient,math', help="DiTConfig.sdpa_backends, or 'default'")
+    p.add_argument('--out', default=None, help='also write the JSON line to this file')
+    return p.parse_args(argv)
+
+
+def sync(device):
+    if device.type == 'cuda': torch.cuda.synchronize()
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    device = torch.device('cpu' if a.tiny or not torch.cuda.is_available() else 'cuda')
+    dtype = torch.float32 if device.type == 'cpu' else torch.bfloat16
+    if a.tiny: a.frames, a.height, a.width, a.steps = 17, 32, 48, 3
+    backends = None if a.sdpa_backends == 'default' or device.type == 'cpu' else tuple(a.sdpa_backends.split(','))
+    if a.tiny: cfg = DiTConfig.tiny()
+    else: cfg = (DiTConfig.predict1_14b_video2world if a.model == '14b' else DiTConfig.predict1_7b_video2world)(sdpa_backends=backends)
+    torch.manual_seed(0)
+    with torch.device('meta'): net = VideoExtendDiT(cfg)
+    net = net.to(dtype).to_empty(device=device)                   # allocated once, in the compute dtype
+    net.init_weights()
+    net = net.eval().requires_grad_(False)
+    tok = CausalVideoTokenizer(TokenizerConfig.tiny() if a.tiny else TokenizerConfig.cv8x8x8())
+    tok.normalizer = LatentNormalizer.identity(tok.latent_channels)
+    tok = tok.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+    def dit_off():
+        if a.offload and device.type == 'cuda': model.to('cpu'); free_memory()   # DiT + logvar head, as the pipeline does
+
+    times = dict(encode=0.0, decode=0.0)
+    wrapped = OffloadingTokenizer(tok, device, offload=a.offload, before_decode=dit_off)
+    for name in ('encode', 'decode'):
+        fn = getattr(wrapped, name)
+        def timed(x, _fn=fn, _name=name, **kw):
+            sync(device); t = time.perf_counter(); y = _fn(x, **kw); sync(device)
+            times[_name] += time.perf_counter() - t; return y
+        setattr(wrapped, name, timed)
+    model = Video2WorldDiffusion(net, wrapped, DiffusionConfig(batch_guidance=not a.no_batch_guidance)).to(device).eval()
+
+    step_times, t_step = [], [0.0]
+    def pre(*_): sync(device); t_step[0] = time.perf_counter()
+    def post(*_): sync(device); step_times.append(time.perf_counter() - t_step[0])
+    net.register_forward_pre_hook(pre); net.register_forward_hook(post)
+
+    frames = torch.randint(0, 256, (1, 3, a.input_frames, a.height, a.width), dtype=torch.uint8)
+    emb, neg = torch.randn(1, 512, cfg.crossattn_emb_channels) * 0.1, torch.randn(1, 512, cfg.crossattn_emb_channels) * 0.1
+    if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+    sync(device)
+    t0 = time.perf_counter()
+    video = model.generate(frames.to(device), emb.to(device), neg.to(device), num_frames=a.frames, seed=1, num_steps=a.steps)
+    sync(device)
+    total = time.perf_counter() - t0
+    calls_per_step = 2 if a.no_batch_guidance else 1
+    per_step = [sum(step_times[i:i + calls_per_step]) for i in range(0, len(step_times), calls_per_step)]
+    res = dict(bench='video2world', device=torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu', torch=torch.__version__,
+               model='tiny' if a.tiny else a.model, frames=a.frames, height=a.height, width=a.width, input_frames=a.input_frames,
+               steps=a.steps, dtype=str(dtype).split('.')[-1], offload=a.offload, batch_guidance=not a.no_batch_guidance,
+               sdpa_backends=backends, output_shape=list(video.shape), total_s=round(total, 3),
+               step_s_median=round(sorted(per_step)[len(per_step) // 2], 4), step_s_first=round(per_step[0], 4),
+               encode_s=round(times['encode'], 3), decode_s=round(times['decode'], 3),
+               peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == 'cuda' else None)
+    line = json.dumps(res)
+    print(line)
+    if a.out: Path(a.out).write_text(line + '\n')
+    return res
+
+
+if __name__ == '__main__':
+    main()

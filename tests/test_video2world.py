@@ -1,0 +1,464 @@
+"Video2World inference CLI and pipeline, checkpoint download (loopback Hub, offline) and export, on tiny random checkpoints."
+import hashlib, json, subprocess, sys, warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import constants
+
+import cosmos_nb.video2world as v2w
+from cosmos_nb.checkpoint import save_training_checkpoint
+from cosmos_nb.config import config_to_dict
+from cosmos_nb.diffusion import Video2WorldDiffusion
+from cosmos_nb.dit import VideoExtendDiT, dit_state_dict_for_upstream
+from cosmos_nb.download import HubError
+from cosmos_nb.experiments import get_experiment
+from cosmos_nb.lora import apply_lora, lora_layers
+from cosmos_nb.pretrained import (GUARDRAIL_REPOS, MD5_CHECKSUMS, T5_REPO, TOKENIZER_REPO, CheckpointRepo, ExportError,
+                                  VerificationError, checkpoint_plan, download_checkpoints, download_checkpoints_main, download_repo,
+                                  export_checkpoint, export_checkpoint_main, repo_is_complete)
+from cosmos_nb.train import PowerEMA
+from cosmos_nb.video import video_info
+from cosmos_nb.video2world import (DIT_DIR, TOKENIZER_DIR, CheckpointLoadError, FeatureNotAvailableWarning, MissingCheckpointError,
+                                   Video2WorldPipeline, find_model_files,
+                                   load_video2world_dit, make_tiny_checkpoints, post_trained_dir, read_model_config,
+                                   video2world_main, video2world_parser)
+from test_download import MockHub   # the loopback stand-in for the Hub (tests/test_download.py)
+
+SMALL = ['--num_video_frames', '17', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',
+         '--no_progress']
+QUIET = ['--disable_prompt_upsampler', '--disable_guardrail']
+
+
+@pytest.fixture(scope='module')
+def ck(tmp_path_factory):
+    "A tiny checkpoints/ folder (DiT + config.json, tokenizer, T5), shared read-only by the tests of this file."
+    return make_tiny_checkpoints(tmp_path_factory.mktemp('v2w') / 'checkpoints')
+
+
+@pytest.fixture
+def ck_copy(ck, tmp_path):
+    "A private copy of the tiny checkpoints, for tests that add or remove files."
+    import shutil
+    return Path(shutil.copytree(ck, tmp_path / 'checkpoints'))
+
+
+def run_cli(*argv):
+    "video2world_main; returns (saved paths, None) or (None, the error message)."
+    try: return video2world_main([str(a) for a in argv]), None
+    except SystemExit as e: return None, str(e)
+
+
+# --- the command line ------------------------------------------------------------------------------------------------------
+
+def test_parser_has_upstream_arguments_and_defaults():
+    a = video2world_parser().parse_args([])
+    upstream = dict(checkpoint_dir='checkpoints', tokenizer_dir='Cosmos-Tokenize1-CV8x8x8-720p', video_save_name='output',
+                    video_save_folder='outputs/', prompt=None, batch_input_path=None, negative_prompt=v2w.DEFAULT_NEGATIVE_PROMPT,
+                    num_steps=35, guidance=7, num_video_frames=121, height=704, width=1280, fps=24, seed=1, num_gpus=1,
+                    disable_prompt_upsampler=False, offload_diffusion_transformer=False, offload_tokenizer=False,
+                    offload_text_encoder_model=False, offload_prompt_upsampler=False, offload_guardrail_models=False,
+                    disable_guardrail=False, diffusion_transformer_dir='Cosmos-Predict1-7B-Video2World',
+                    prompt_upsampler_dir='Pixtral-12B', input_image_or_video_path=None, num_input_frames=1)
+    assert {k: getattr(a, k) for k in upstream} == upstream
+
+
+def test_python_dash_m_help():
+    r = subprocess.run([sys.executable, '-m', 'cosmos_nb.video2world', '--help'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for flag in ('--input_image_or_video_path', '--batch_input_path', '--offload_text_encoder_model', '--lora_path', '--num_gpus'):
+        assert flag in r.stdout
+
+
+def test_single_mode_writes_mp4_of_requested_length_and_prompt(ck, tmp_path, shared_data):
+    saved, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input2.mp4',
+                         '--num_input_frames', '9', '--prompt', 'a city street', '--video_save_folder', tmp_path, *SMALL, *QUIET)
+    assert err is None, err
+    assert saved == [tmp_path / 'output.mp4']
+    info = video_info(saved[0])
+    assert (info.num_frames, info.height, info.width, info.fps) == (17, 32, 48, 24.0)
+    assert (tmp_path / 'output.txt').read_text(encoding='utf-8') == 'a city street'
+
+
+def test_batch_mode_names_outputs_by_line_and_relative_inputs(ck, tmp_path, shared_data):
+    (tmp_path / 'in').mkdir()
+    (tmp_path / 'in' / 'frame.jpg').write_bytes((shared_data / 'video2world_input0.jpg').read_bytes())
+    lines = [{'prompt': 'a robot arm, ünïcode', 'visual_input': 'frame.jpg'},
+             {'prompt': 'a street', 'visual_input': str(shared_data / 'video2world_input2.mp4')}]
+    (tmp_path / 'in' / 'batch.jsonl').write_text('\n'.join(json.dumps(l) for l in lines) + '\n')
+    saved, err = run_cli('--checkpoint_dir', ck, '--batch_input_path', tmp_path / 'in' / 'batch.jsonl', '--negative_prompt', '',
+                         '--video_save_folder', tmp_path / 'out', '--fps', '12', *SMALL, *QUIET)
+    assert err is None, err
+    assert [p.name for p in saved] == ['0.mp4', '1.mp4']
+    assert [video_info(p).num_frames for p in saved] == [17, 17] and video_info(saved[0]).fps == 12
+    assert (tmp_path / 'out' / '0.txt').read_text(encoding='utf-8') == 'a robot arm, ünïcode'
+
+
+@pytest.mark.parametrize('extra,words', [
+    (['--input_image_or_video_path', '{data}/video2world_input0.jpg', '--num_input_frames', '9'], ['is an image (1 frame)', '--num_input_frames 1']),
+    (['--input_image_or_video_path', '{data}/video2world_input2.mp4', '--num_input_frames', '17'], ['a video with 9 frames']),
+    (['--input_image_or_video_path', '{tmp}/broken.mp4'], ['broken.mp4', 'cannot be decoded']),
+    (['--input_image_or_video_path', '{tmp}/nothing.mp4'], ['nothing.mp4', 'file not found']),
+    (['--input_image_or_video_path', '{data}/video2world_input0.jpg', '--prompt', ''], ['no prompt', '--prompt']),
+    ([], ['no input', '--input_image_or_video_path']),
+    (['--input_image_or_video_path', '{data}/video2world_input0.jpg', '--num_video_frames', '120'], ['--num_video_frames 120', '1 + 8k']),
+    (['--input_image_or_video_path', '{data}/video2world_input0.jpg', '--width', '50'], ['--width 50', 'multiple of 16']),
+    (['--input_image_or_video_path', '{data}/video2world_input0.jpg', '--checkpoint_dir', '{tmp}/none'],
+     ['{tmp}/none does not exist', 'cosmos-nb download-checkpoints --model_sizes 7B --model_types Video2World']),
+    (['--input_image_or_video_path', '{data}/video2world_input0.jpg', '--diffusion_transformer_dir', 'Cosmos-Predict1-7B-Video2World_post-trained-lora'],
+     ['post-trained-lora/model.pt does not exist', 'cosmos-nb export-checkpoint']),
+    (['--input_image_or_video_path', '{data}/video2world_input0.jpg', '--lora_path', '{tmp}/adapter.pt'], ['adapter.pt does not exist']),
+    (['--batch_input_path', '{tmp}/missing.jsonl'], ['missing.jsonl does not exist']),
+])
+def test_bad_input_fails_before_any_model_loads(ck, tmp_path, shared_data, monkeypatch, extra, words):
+    def boom(*a, **k): raise AssertionError('a model was loaded before the input was checked')
+    for name in ('load_video2world_dit', 'load_t5', 'load_tokenizer'): monkeypatch.setattr(v2w, name, boom)
+    (tmp_path / 'broken.mp4').write_bytes((shared_data / 'video2world_input2.mp4').read_bytes()[:2000])
+    fill = lambda s: s.format(data=shared_data, tmp=tmp_path)
+    argv = ['--checkpoint_dir', ck, '--prompt', 'p', *SMALL, *QUIET, *map(fill, extra)]
+    saved, err = run_cli(*argv)
+    assert saved is None and err.startswith('error: ')
+    for w in words: assert fill(w) in err, err
+
+
+@pytest.mark.parametrize('breakage,words', [
+    (lambda c: (c / TOKENIZER_DIR / 'mean_std.pt').unlink(), ['mean_std.pt', 'download-checkpoints']),
+    (lambda c: (c / TOKENIZER_DIR / 'tokenizer.safetensors').unlink(), ['no tokenizer weights', 'download-checkpoints']),
+    (lambda c: (c / 'google-t5' / 't5-11b' / 'config.json').unlink(), ['T5 text encoder', 'google-t5/t5-11b']),
+    (lambda c: (c / DIT_DIR / 'model.pt').unlink(), ['Cosmos-Predict1-7B-Video2World/model.pt does not exist', '--model_sizes 7B']),
+])
+def test_missing_files_name_the_file_and_the_command(ck_copy, breakage, words):
+    breakage(ck_copy)
+    with pytest.raises(MissingCheckpointError) as e: find_model_files(ck_copy)
+    for w in words: assert w in str(e.value)
+
+
+def test_14b_folder_suggests_14b_download(ck):
+    with pytest.raises(MissingCheckpointError, match='--model_sizes 14B'):
+        find_model_files(ck, 'Cosmos-Predict1-14B-Video2World')
+
+
+def test_unavailable_upsampler_and_guardrail_warn_and_continue(ck, tmp_path, shared_data):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        saved, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg',
+                             '--prompt', 'p', '--video_save_folder', tmp_path, *SMALL)
+    assert err is None and saved[0].is_file()
+    msgs = [str(x.message) for x in w if x.category is FeatureNotAvailableWarning]
+    assert any('prompt upsampler' in m and '--disable_prompt_upsampler' in m for m in msgs)
+    assert any('text guardrail' in m for m in msgs) and any('video guardrail' in m for m in msgs)
+
+
+def test_num_gpus_warns_and_generates_on_one(ck, tmp_path, shared_data, monkeypatch):
+    args = ['--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
+            '--video_save_folder', tmp_path, '--num_gpus', '2', *SMALL, *QUIET]
+    with pytest.warns(UserWarning, match='context parallelism'):
+        saved, err = run_cli(*args)
+    assert err is None and video_info(saved[0]).num_frames == 17
+    monkeypatch.setenv('RANK', '1'); monkeypatch.setenv('WORLD_SIZE', '2')
+    (tmp_path / 'output.mp4').unlink()
+    with pytest.warns(UserWarning):
+        saved, err = run_cli(*args)
+    assert saved == [] and not (tmp_path / 'output.mp4').exists()   # only rank 0 writes
+
+
+# --- the pipeline --------------------------------------------------------------------------------------------------------
+
+def test_pipeline_is_deterministic_and_uses_the_prompt_and_tensor_inputs(ck, shared_data):
+    pipe = Video2WorldPipeline(ck, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    kw = dict(num_video_frames=17, height=32, width=48, num_steps=2)
+    from cosmos_nb.video import read_video
+    frames, _ = read_video(shared_data / 'video2world_input0.jpg')
+    a = pipe.generate(shared_data / 'video2world_input0.jpg', 'a red circle', **kw)
+    b = pipe.generate(frames, 'a red circle', **kw)                   # uint8 T×3×H×W in memory: same frames, same video
+    c = pipe.generate(frames, 'a blue square', **kw)
+    d = pipe.generate(frames, 'a red circle', seed=2, **kw)
+    assert torch.equal(a.video, b.video) and not torch.equal(a.video, c.video) and not torch.equal(a.video, d.video)
+
+
+def test_offloading_frees_t5_and_sends_the_dit_away_before_decoding(ck, shared_data, monkeypatch):
+    pipe = Video2WorldPipeline(ck, device='cpu', dtype='float32', offload_text_encoder_model=True, offload_diffusion_transformer=True,
+                               offload_tokenizer=True, disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    order = []
+    real_dit_off = pipe._dit_off
+    monkeypatch.setattr(pipe, '_dit_off', lambda: (order.append('dit_off'), real_dit_off()))
+    pipe._diffusion_model()
+    raw = pipe._model.tokenizer.tokenizer                              # the CausalVideoTokenizer inside
+    real_decode = raw.decode
+    monkeypatch.setattr(raw, 'decode', lambda z, **k: (order.append('decode'), real_decode(z, **k))[1])
+    out = pipe.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
+    assert out.video.shape == (9, 3, 32, 32)
+    assert pipe._t5 is None                                            # T5 freed after encoding
+    assert order[:2] == ['dit_off', 'decode']                          # the DiT leaves before the decoder runs
+
+
+def test_strict_load_names_the_bad_key(ck_copy, shared_data, tmp_path):
+    path = ck_copy / DIT_DIR / 'model.pt'
+    sd = torch.load(path, weights_only=True)
+    sd.pop('net.final_layer.linear.weight')
+    torch.save(sd, path)
+    saved, err = run_cli('--checkpoint_dir', ck_copy, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg',
+                         '--prompt', 'p', '--video_save_folder', tmp_path, *SMALL, *QUIET)
+    assert err is not None and 'final_layer.linear.weight' in err and 'config.json' in err
+
+
+def test_t5_width_mismatch_is_explained(ck_copy, shared_data):
+    cfg = read_model_config(ck_copy / DIT_DIR)
+    net = VideoExtendDiT(replace(cfg, crossattn_emb_channels=48))
+    torch.save(dit_state_dict_for_upstream(net), ck_copy / DIT_DIR / 'model.pt')
+    v2w.write_model_config(ck_copy / DIT_DIR, net.config)
+    pipe = Video2WorldPipeline(ck_copy, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    with pytest.raises(CheckpointLoadError, match='32-wide embeddings, but the DiT .* expects 48'):
+        pipe.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
+
+
+def test_checkpoint_without_extra_pos_emb_runs_without_it(ck, tmp_path):
+    sd = torch.load(ck / DIT_DIR / 'model.pt', weights_only=True)
+    sd = {k: v for k, v in sd.items() if not k.startswith('net.extra_pos_embedder.')}   # upstream's LoRA recipe drops them
+    (tmp_path / 'm').mkdir(); torch.save(sd, tmp_path / 'm' / 'model.pt')
+    v2w.write_model_config(tmp_path / 'm', read_model_config(ck / DIT_DIR))
+    net = load_video2world_dit(tmp_path / 'm' / 'model.pt', dtype=torch.float32, verbose=False)
+    assert not net.config.extra_per_block_abs_pos_emb and not hasattr(net, 'extra_pos_embedder')
+
+
+# --- export + inference with post-trained and LoRA checkpoints ------------------------------------------------------------
+
+def _tiny_run(tmp_path, ck, lora: bool, ema: bool):
+    "A tiny run folder with two checkpoints written by the trainer's own function; the second one's weights differ."
+    cfg = get_experiment('video2world_tiny_lora_synthetic' if lora else 'video2world_tiny_full_synthetic')
+    net_cfg = read_model_config(ck / DIT_DIR)
+    cfg = replace(cfg, net=net_cfg)
+    run = tmp_path / 'run'; run.mkdir()
+    (run / 'config.json').write_text(json.dumps(config_to_dict(cfg)))
+    model = Video2WorldDiffusion(VideoExtendDiT(net_cfg))
+    model.load_checkpoint(ck / DIT_DIR / 'model.pt')
+    if lora: apply_lora(model, cfg.lora)
+    e = PowerEMA(model) if ema else None
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    save_training_checkpoint(run / 'checkpoints', 10, model, opt, ema=e, lora=lora)
+    with torch.no_grad():                                              # "training": the LoRA up-projections leave zero
+        for n, p in model.named_parameters():
+            if p.requires_grad and (not lora or 'lora_B' in n): p.add_(torch.randn_like(p) * 0.5)
+    save_training_checkpoint(run / 'checkpoints', 20, model, opt, ema=e, lora=lora)
+    return run, model
+
+
+def test_export_full_run_and_generate_with_it(ck_copy, tmp_path, shared_data):
+    run, model = _tiny_run(tmp_path, ck_copy, lora=False, ema=True)
+    path = export_checkpoint_main([str(run), '--iter', '20', '--checkpoint_dir', str(ck_copy)])
+    assert path == ck_copy / post_trained_dir() / 'model.pt'
+    assert not [p for p in path.parent.iterdir() if p.name.startswith('.')]       # no temp files left
+    meta = json.loads((path.parent / 'config.json').read_text())
+    assert meta['iteration'] == 20 and meta['ema'] is False and meta['source'].endswith('iter_000000020_reg_model.pt')
+    net = load_video2world_dit(path, dtype=torch.float32, verbose=False)
+    torch.testing.assert_close(net.state_dict(), {k: v for k, v in model.net.state_dict().items()})
+    common = ['--checkpoint_dir', ck_copy, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
+              *SMALL, *QUIET]
+    base, err = run_cli(*common, '--video_save_folder', tmp_path / 'base')
+    post, err2 = run_cli(*common, '--video_save_folder', tmp_path / 'post', '--diffusion_transformer_dir', post_trained_dir())
+    assert err is None and err2 is None
+    assert video_info(post[0]).num_frames == 17 and base[0].read_bytes() != post[0].read_bytes()
+
+
+def test_export_ema_and_missing_ema(ck, tmp_path):
+    run, model = _tiny_run(tmp_path, ck, lora=False, ema=False)
+    with pytest.raises(ExportError, match='has no ema_model file .*export without --ema'):
+        export_checkpoint(run, ema=True, checkpoint_dir=tmp_path / 'out')
+    with pytest.raises(ExportError, match=r'complete ones: \[10, 20\]'):
+        export_checkpoint(run, iteration=30, checkpoint_dir=tmp_path / 'out')
+
+
+def test_export_by_experiment_name_uses_output_root(ck, tmp_path, monkeypatch):
+    cfg = get_experiment('video2world_tiny_full_synthetic')
+    monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path / 'root'))
+    run_dir = cfg.run_dir()
+    run_dir.parent.mkdir(parents=True)
+    run, _ = _tiny_run(tmp_path, ck, lora=False, ema=True)
+    run.rename(run_dir)
+    path = export_checkpoint('video2world_tiny_full_synthetic', ema=True, checkpoint_dir=tmp_path / 'ck')
+    assert json.loads((path.parent / 'config.json').read_text())['experiment'] == 'video2world_tiny_full_synthetic'
+
+
+def test_export_lora_run_and_generate_base_plus_lora_and_adapter_only(ck_copy, tmp_path, shared_data):
+    run, model = _tiny_run(tmp_path, ck_copy, lora=True, ema=True)
+    path = export_checkpoint(run, checkpoint_dir=ck_copy)                        # newest (20), regular LoRA weights
+    assert path.parent.name == 'Cosmos-Predict1-7B-Video2World_post-trained-lora'
+    sd = torch.load(path, weights_only=True)
+    assert any('_lora.net.' in k for k in sd) and all(k.startswith(('net.', 'logvar.')) for k in sd)
+    assert json.loads((path.parent / 'config.json').read_text())['lora']['rank'] == 4
+    net = load_video2world_dit(path, dtype=torch.float32, verbose=False)
+    assert not lora_layers(net)                                                  # merged
+    ema_path = export_checkpoint(run, ema=True, output_dir=tmp_path / 'ema_export')
+    ema_net = load_video2world_dit(ema_path, dtype=torch.float32, verbose=False)
+    w = 'blocks.block0.blocks.0.block.attn.to_q.0.weight'
+    assert not torch.equal(net.state_dict()[w], ema_net.state_dict()[w])         # EMA adapters lag behind the regular ones
+    common = ['--checkpoint_dir', ck_copy, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
+              *SMALL, *QUIET]
+    base, _ = run_cli(*common, '--video_save_folder', tmp_path / 'base')
+    merged, err = run_cli(*common, '--video_save_folder', tmp_path / 'lora', '--diffusion_transformer_dir', post_trained_dir(lora=True))
+    assert err is None, err
+    adapter = run / 'checkpoints' / 'iter_000000020_lora_adapter.pt'                 # adapter-only file the trainer writes
+    only, err = run_cli(*common, '--video_save_folder', tmp_path / 'adapter', '--lora_path', adapter)
+    assert err is None, err
+    assert video_info(merged[0]).num_frames == 17
+    assert merged[0].read_bytes() == only[0].read_bytes() != base[0].read_bytes()
+
+
+# --- download-checkpoints ---------------------------------------------------------------------------------------------------
+
+def _fake_repos(guardrail_gated=True):
+    dit = {'model.pt': b'dit weights', 'config.json': b'{"x": 1}', 'README.md': b'readme', 'extra.bin': b'not needed',
+           'guardrail/video_content_safety_filter/safety_filter.pt': b'filter'}
+    tok = {'encoder.jit': b'enc', 'decoder.jit': b'dec', 'mean_std.pt': b'stats', 'autoencoder.jit': b'ae'}
+    t5 = {'config.json': b'{}', 'pytorch_model.bin': b't5 weights', 'tf_model.h5': b'tf weights', 'spiece.model': b'sp',
+          'tokenizer.json': b'{}', 'flax_model.msgpack': b'flax'}
+    repos = {('model', 'nvidia/' + DIT_DIR): dit, ('model', TOKENIZER_REPO): tok, ('model', T5_REPO): t5,
+             ('model', 'nvidia/Cosmos-Guardrail1'): {'a.bin': b'g'},
+             ('model', 'nvidia/Aegis-AI-Content-Safety-LlamaGuard-Defensive-1.0'): {'adapter.bin': b'aegis'}}
+    table = {f'{DIT_DIR}/model.pt': hashlib.md5(dit['model.pt']).hexdigest(),
+             f'{DIT_DIR}/guardrail/video_content_safety_filter/safety_filter.pt': hashlib.md5(b'filter').hexdigest(),
+             'Cosmos-Tokenize1-CV8x8x8-720p/mean_std.pt': hashlib.md5(b'stats').hexdigest(),
+             'google-t5/t5-11b/pytorch_model.bin': hashlib.md5(b't5 weights').hexdigest(),
+             'google-t5/t5-11b/tf_model.h5': hashlib.md5(b'tf weights').hexdigest()}
+    return repos, table
+
+
+class GatedLlamaGuardHub(MockHub):
+    "The mock Hub, with meta-llama/LlamaGuard-7b answering like a gated repo whose terms were not accepted."
+    def answer(self, path):
+        if 'meta-llama/LlamaGuard-7b' in path:
+            return 401, b'{}', {'X-Error-Code': 'GatedRepo', 'X-Error-Message': 'Access to this repo is restricted'}
+        return super().answer(path)
+
+
+@pytest.fixture
+def online(monkeypatch):
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+
+
+def test_checkpoint_md5_table_has_upstreams_7b_rows():
+    assert MD5_CHECKSUMS[f'{DIT_DIR}/model.pt'] == 'ebcdb19c4c4a6a0e1e0bb65e346f6867'
+    assert MD5_CHECKSUMS['Cosmos-Tokenize1-CV8x8x8-720p/mean_std.pt'] == 'f07680ad7eefae57d698778e2a0c7c96'
+    assert MD5_CHECKSUMS['google-t5/t5-11b/pytorch_model.bin'] == 'f890878d8a162e0045a25196e27089a3'
+
+
+def test_download_layout_then_nothing_to_do(online, tmp_path):
+    repos, table = _fake_repos()
+    hub = MockHub(repos)
+    try:
+        folders = download_checkpoints(['7B'], ['Video2World'], tmp_path, md5_table=table, endpoint=hub.url)
+        assert [f.relative_to(tmp_path).as_posix() for f in folders] == [DIT_DIR, TOKENIZER_DIR, 'google-t5/t5-11b']
+        files = lambda d: sorted(p.relative_to(d).as_posix() for p in d.rglob('*') if p.is_file() and '.cache' not in p.parts)
+        assert files(tmp_path / DIT_DIR) == ['README.md', 'config.json', 'model.pt']          # no guardrail, no extra.bin
+        assert files(tmp_path / TOKENIZER_DIR) == ['autoencoder.jit', 'decoder.jit', 'encoder.jit', 'mean_std.pt']
+        assert files(tmp_path / 'google-t5/t5-11b') == ['config.json', 'pytorch_model.bin', 'spiece.model', 'tokenizer.json']
+        hub.log.clear()
+        download_checkpoints(['7B'], ['Video2World'], tmp_path, md5_table=table, endpoint=hub.url)
+        assert hub.log == []                                                                    # complete: no request at all
+        with pytest.raises(HubError) as e:                                                      # guardrail asked for later
+            download_checkpoints(['7B'], ['Video2World'], tmp_path, guardrail=True, md5_table=table, endpoint=hub.url)
+        assert e.value.repo_id == 'meta-llama/LlamaGuard-7b'                                    # the plain mock does not have it
+        assert (tmp_path / DIT_DIR / 'guardrail/video_content_safety_filter/safety_filter.pt').read_bytes() == b'filter'
+        assert (tmp_path / 'nvidia/Aegis-AI-Content-Safety-LlamaGuard-Defensive-1.0/adapter.bin').is_file()
+    finally: hub.close()
+
+
+def test_corrupt_file_is_fetched_again(online, tmp_path):
+    repos, table = _fake_repos()
+    hub = MockHub(repos)
+    try:
+        download_checkpoints(['7B'], ['Video2World'], tmp_path, md5_table=table, endpoint=hub.url)
+        (tmp_path / TOKENIZER_DIR / 'mean_std.pt').write_bytes(b'bit rot')
+        hub.log.clear()
+        download_checkpoints(['7B'], ['Video2World'], tmp_path, md5_table=table, endpoint=hub.url)
+        assert (tmp_path / TOKENIZER_DIR / 'mean_std.pt').read_bytes() == b'stats'
+        assert any('/resolve/' in p and p.endswith('mean_std.pt') for _, p in hub.log)
+        assert not any(p.endswith('model.pt') and '/resolve/' in p for _, p in hub.log)          # the others are untouched
+    finally: hub.close()
+
+
+def test_repo_without_checksums_is_complete_only_as_listed_by_the_hub(online, tmp_path, monkeypatch):
+    repo = CheckpointRepo('nvidia/Cosmos-Guardrail1', 'nvidia/Cosmos-Guardrail1')
+    hub = MockHub({('model', repo.repo_id): {'a.bin': b'g', 'sub/b.bin': b'h'}})
+    try:
+        download_repo(tmp_path, repo, endpoint=hub.url)
+        assert repo_is_complete(tmp_path, repo)
+        (tmp_path / repo.folder / 'sub' / 'b.bin').unlink()              # e.g. an interrupted copy, or a user's clean-up
+        assert not repo_is_complete(tmp_path, repo)
+        monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)           # offline: an error, not the half folder as it is
+        with pytest.raises(HubError, match='not \\(completely\\) downloaded in'):
+            download_repo(tmp_path, repo, endpoint=hub.url)
+        monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+        download_repo(tmp_path, repo, endpoint=hub.url)
+        assert (tmp_path / repo.folder / 'sub' / 'b.bin').read_bytes() == b'h' and repo_is_complete(tmp_path, repo)
+    finally: hub.close()
+
+
+def test_wrong_checksum_on_the_hub_stops_with_the_file_named(online, tmp_path):
+    repos, table = _fake_repos()
+    table[f'{DIT_DIR}/model.pt'] = '0' * 32
+    hub = MockHub(repos)
+    try:
+        with pytest.raises(VerificationError, match=r'model\.pt: MD5 .* \(expected 0{32}\)'):
+            download_checkpoints(['7B'], ['Video2World'], tmp_path, md5_table=table, endpoint=hub.url)
+    finally: hub.close()
+
+
+def test_gated_llamaguard_names_repo_and_fix(online, tmp_path):
+    repos, table = _fake_repos()
+    hub = GatedLlamaGuardHub(repos)
+    try:
+        with pytest.raises(HubError) as e:
+            download_checkpoints(['7B'], ['Video2World'], tmp_path, guardrail=True, md5_table=table, endpoint=hub.url)
+        assert e.value.reason == 'gated' and e.value.repo_id == 'meta-llama/LlamaGuard-7b'
+        assert 'accept its terms' in str(e.value) and 'hf auth login' in str(e.value)
+        assert (tmp_path / 'nvidia/Cosmos-Guardrail1/a.bin').is_file()                          # the repos before it are done
+    finally: hub.close()
+
+
+def test_offline_uses_complete_folders_and_names_missing_repo(tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    repos, table = _fake_repos()
+    folders = {f'nvidia/{DIT_DIR}': DIT_DIR, TOKENIZER_REPO: TOKENIZER_DIR, T5_REPO: 'google-t5/t5-11b'}
+    for repo, folder in folders.items():                        # as if upstream's script had downloaded them
+        for name, data in repos[('model', repo)].items():
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True); (tmp_path / folder / name).write_bytes(data)
+    download_checkpoints(['7B'], ['Video2World'], tmp_path, md5_table=table)           # verified by MD5: no network needed
+    with pytest.raises(HubError) as e:                                                  # a repo without checksums, empty: not "present"
+        (tmp_path / 'nvidia/Cosmos-Guardrail1').mkdir(parents=True)
+        download_checkpoints(['7B'], ['Video2World'], tmp_path, guardrail=True, md5_table=table)
+    assert e.value.reason == 'offline' and e.value.repo_id == 'nvidia/Cosmos-Guardrail1' and 'HF_HUB_OFFLINE' in str(e.value)
+
+
+def test_download_main_rejects_unknown_sizes_and_reports_errors(tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', True)
+    with pytest.raises(SystemExit) as e: download_checkpoints_main(['--model_sizes', '8B'])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        download_checkpoints_main(['--model_sizes', '7B', '--model_types', 'Video2World', '--checkpoint_dir', str(tmp_path)])
+    assert str(e.value).startswith('error: model repo nvidia/Cosmos-Predict1-7B-Video2World') and 'HF_HUB_OFFLINE' in str(e.value)
+
+
+def test_plan_follows_the_flags():
+    names = lambda **k: [r.repo_id for r in checkpoint_plan(**k)]
+    assert names(model_sizes=['7B', '14B'], model_types=['Video2World'])[:2] == [f'nvidia/{DIT_DIR}', 'nvidia/Cosmos-Predict1-14B-Video2World']
+    assert 'nvidia/Cosmos-UpsamplePrompt1-12B-Text2World' in names(model_sizes=['7B'], model_types=['Text2World'], prompt_upsampler=True)
+    assert [r.split('@')[0] for r in GUARDRAIL_REPOS] == names(model_sizes=['7B'], model_types=['Video2World'], guardrail=True)[3:]
+
+
+# --- GPU ---------------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_offload_moves_models_between_gpu_and_cpu(ck, shared_data):
+    pipe = Video2WorldPipeline(ck, device='cuda', offload_diffusion_transformer=True, offload_tokenizer=True,
+                               offload_text_encoder_model=True, disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    out = pipe.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
+    assert out.video.shape == (17, 3, 64, 64) and pipe._t5 is None
+    assert next(pipe._model.net.parameters()).device.type == 'cpu'
+    assert next(pipe._model.tokenizer.parameters()).device.type == 'cpu'
+    kept = Video2WorldPipeline(ck, device='cuda', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    same = kept.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
+    assert next(kept._model.net.parameters()).device.type == 'cuda'
+    assert (out.video.float() - same.video.float()).abs().mean() < 1            # offloading changes where, not what
