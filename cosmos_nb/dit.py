@@ -7,6 +7,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/dit.html.md"""
 # %% ../nbs/06_dit.ipynb #0806aeba
 from __future__ import annotations
 import io, math
+from functools import partial
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,7 +26,8 @@ __all__ = ['CHECKPOINT_POLICIES', 'SDPA_BACKENDS', 'DiTConfig', 'Patchify', 'Pat
            'attention', 'Attention', 'VideoAttn', 'GPT2FeedForward', 'modulate', 'adaln_chunks', 'DITBuildingBlock',
            'GeneralDITTransformerBlock', 'FinalLayer', 'unpatchify', 'VideoExtendDiT', 'DiTLoadReport',
            'read_dit_checkpoint', 'load_dit_checkpoint', 'dit_state_dict_for_upstream',
-           'apply_activation_checkpointing', 'apply_fsdp', 'compile_blocks', 'dit_forward_flops']
+           'apply_activation_checkpointing', 'apply_fsdp', 'cp_shard', 'cp_gather', 'apply_context_parallel',
+           'compile_blocks', 'dit_forward_flops']
 
 # %% ../nbs/06_dit.ipynb #9bb6508f
 CHECKPOINT_POLICIES = ("full", "save_attention")  # what per-block activation checkpointing keeps
@@ -297,6 +299,7 @@ class Attention(nn.Module):
         self.to_k = nn.Sequential(nn.Linear(self.context_dim, self.inner_dim, bias=False), nn.RMSNorm(dim_head, eps=eps))
         self.to_v = nn.Sequential(nn.Linear(self.context_dim, self.inner_dim, bias=False), nn.Identity())
         self.to_out = nn.Sequential(nn.Linear(self.inner_dim, query_dim, bias=False), nn.Dropout(0.0))
+        self.kv_gather = None  # set by `apply_context_parallel` on self-attention: all-gathers k, v over the token shards
 
     def forward(self, x, context=None, rope=None):
         "x (B, L, D); context (B, M, C) for cross-attention; rope = (cos, sin) from `rope_cos_sin`."
@@ -307,6 +310,7 @@ class Attention(nn.Module):
         v = self.to_v[1](self.to_v[0](context).unflatten(-1, heads))  # B, S, h, d
         if self.is_selfattn and rope is not None:
             q, k = apply_rotary_pos_emb(q, *rope), apply_rotary_pos_emb(k, *rope)
+        if self.kv_gather is not None: k, v = self.kv_gather(k), self.kv_gather(v)  # B, L_all, h, d: every rank's keys
         o = attention(q, k, v, self.attn_impl, self.sdpa_backends)  # B, L, h·d
         return self.to_out(o)  # B, L, D
 
@@ -440,6 +444,7 @@ class VideoExtendDiT(nn.Module):
                                      for i in range(c.num_blocks)})
         self.final_layer = FinalLayer(D, ps, pt, c.out_channels, c.use_adaln_lora, c.adaln_lora_dim, c.norm_eps)
         self.affline_norm = nn.RMSNorm(D, eps=c.norm_eps) if c.affline_emb_norm else nn.Identity()
+        self.cp_group = None  # context parallelism (`apply_context_parallel`): this rank holds one slice of the tokens
         self.init_weights()
         if c.activation_checkpointing: apply_activation_checkpointing(self)
 
@@ -492,6 +497,9 @@ class VideoExtendDiT(nn.Module):
         # 2. positions, computed once and shared by all blocks
         rope = rope_cos_sin(self.pos_embedder(T_, H_, W_, fps), dtype)  # (L, 1, d) cos, sin
         extra_pos_emb = self.extra_pos_embedder(T_, H_, W_)[None] if c.extra_per_block_abs_pos_emb else None  # 1, L, D
+        if self.cp_group is not None:  # context parallel: keep this rank's contiguous slice of tokens and of their positions
+            x, rope = cp_shard(x, 1, self.cp_group), tuple(cp_shard(r, 0, self.cp_group) for r in rope)  # B, L/N, D
+            if extra_pos_emb is not None: extra_pos_emb = cp_shard(extra_pos_emb, 1, self.cp_group)  # 1, L/N, D
         # 3. noise level -> conditioning vector and the shared adaLN-LoRA vector
         t_emb, adaln_lora = self.t_embedder[1](self.t_embedder[0](timesteps).to(dtype))  # B, D ; B, 3D
         emb = self.affline_norm(t_emb)  # B, D
@@ -501,6 +509,7 @@ class VideoExtendDiT(nn.Module):
             x = block(x, emb, crossattn_emb, rope, adaln_lora, extra_pos_emb)  # B, L, D
         # 5. tokens -> video
         x = self.final_layer(x, emb, adaln_lora)  # B, L, p·p·t·C
+        if self.cp_group is not None: x = cp_gather(x, 1, self.cp_group)  # B, L, p·p·t·C from all ranks
         return unpatchify(x, T_, H_, W_, c.patch_spatial, c.patch_temporal)  # B, C, T, H, W
 
 # %% ../nbs/06_dit.ipynb #b36d3f8d
@@ -626,6 +635,34 @@ def apply_fsdp(model: VideoExtendDiT,
     if mp_policy is not None: kw["mp_policy"] = mp_policy
     for block in model.blocks.values(): fully_shard(block, **kw)
     fully_shard(model, **kw)
+    return model
+
+
+def cp_shard(t: torch.Tensor, dim: int, group) -> torch.Tensor:
+    "This rank's contiguous slice of `t` along `dim` (the token axis is t-major, so a slice is a run of latent frames)."
+    import torch.distributed as dist
+    n, r = dist.get_world_size(group), dist.get_rank(group)
+    if t.shape[dim] % n:
+        raise ValueError(f"context parallelism over {n} ranks needs the token count ({t.shape[dim]}) to divide by {n}: "
+                         f"use a number of GPUs that divides the latent frame count (16 for 121 frames: 1, 2, 4, 8 or 16)")
+    return t.chunk(n, dim)[r]
+
+
+def cp_gather(t: torch.Tensor, dim: int, group) -> torch.Tensor:
+    "Concatenate every rank's slice along `dim` (differentiable all-gather)."
+    import torch.distributed.nn.functional as dist_fn
+    return torch.cat(dist_fn.all_gather(t.contiguous(), group=group), dim)
+
+
+def apply_context_parallel(model: VideoExtendDiT,
+                           group=None): # a process group (None: the default group of all ranks)
+    "Split the token sequence over the ranks of `group`: each rank runs its slice, self-attention all-gathers k and v."
+    import torch.distributed as dist
+    group = group or dist.group.WORLD
+    model.cp_group = group
+    for block in model.blocks.values():
+        for sub in block.blocks:
+            if sub.block_type == "fa": sub.block.attn.kv_gather = partial(cp_gather, dim=1, group=group)
     return model
 
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
@@ -20,7 +21,7 @@ from .data import pad_t5_embedding
 from .t5 import T5_MODEL, T5LoadError, resolve_t5, load_t5, make_tiny_t5, encode_prompts as t5_encode_prompts
 from .tokenizer import (TokenizerConfig, CausalVideoTokenizer, LatentNormalizer, NormalizedTokenizer, TokenizerLoadError, load_tokenizer,
                                  save_state_dict, _weight_files)
-from .dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_for_upstream
+from .dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_for_upstream, apply_context_parallel
 from .diffusion import DiffusionConfig, Video2WorldDiffusion, logvar_head
 from .experiments import LoRAConfig
 from .lora import read_lora_checkpoint, load_lora_checkpoint, load_lora_adapter, lora_layers, merge_lora
@@ -406,6 +407,7 @@ def _diffusion_model(self: Video2WorldPipeline) -> Video2WorldDiffusion:
         except ValueError as e:
             raise CheckpointLoadError(f'{f.dit}{" + " + str(f.lora) if f.lora else ""} cannot be loaded: {e}\nIf this is a model of '
                                       f'another size, put the config.json its run wrote beside it (cosmos-nb export-checkpoint does).') from e
+        if dist.is_initialized() and dist.get_world_size() > 1: apply_context_parallel(net)   # --num_gpus N: tokens split over ranks
         tok = load_tokenizer(f.tokenizer, dtype=self.dtype)                      # + its mean_std.pt statistics
         self._model = Video2WorldDiffusion(net, OffloadingTokenizer(tok, self.device, self.offload_tokenizer, self._dit_off),
                                            self.diffusion_config).to(next(net.parameters()).device).eval()   # net + logvar head
@@ -521,7 +523,7 @@ def video2world_parser() -> argparse.ArgumentParser:
     a('--width', type=int, default=1280, help='generation width, a multiple of 16 (upstream: only rescales the mp4)')
     a('--fps', type=int, default=24, help='frame rate of the output and of the temporal position encoding')
     a('--seed', type=int, default=1, help='initial noise and conditioning noise; every batch item uses it')
-    a('--num_gpus', type=int, default=1, help='upstream: context parallelism over N GPUs; here: one GPU generates (with a warning)')
+    a('--num_gpus', type=int, default=1, help='GPUs for one video: context parallelism over the tokens; launch with torchrun --nproc_per_node=N')
     a('--disable_prompt_upsampler', action='store_true', help='do not rewrite the prompt (the upsampler is not available yet anyway)')
     a('--disable_guardrail', action='store_true', help='skip the text and video guardrail (not available yet anyway)')
     a('--offload_diffusion_transformer', action='store_true', help='keep the DiT in CPU memory except while sampling')
@@ -544,14 +546,18 @@ def video2world_main(argv: list[str]|None=None): # command-line arguments (defau
     "Entry point of `cosmos-nb video2world` / `python -m cosmos_nb.video2world`; returns the mp4 paths written."
     a = video2world_parser().parse_args(argv)
     world = int(os.environ.get('WORLD_SIZE', '1'))
-    if a.num_gpus > 1 or world > 1:
-        warnings.warn(f'--num_gpus {a.num_gpus} (WORLD_SIZE {world}): context parallelism over several GPUs is not implemented in '
-                      'cosmos-nb yet; generating on one GPU (rank 0), which gives the same video, only slower.', stacklevel=2)
-        if not _is_rank0(): return []
+    if a.num_gpus != world:
+        raise SystemExit(f'error: --num_gpus {a.num_gpus} but {world} process(es) were started: launch with '
+                         f'`torchrun --nproc_per_node={a.num_gpus} -m cosmos_nb.video2world ... --num_gpus {a.num_gpus}`')
+    device = a.device
+    if world > 1 and not dist.is_initialized():   # context parallel: every rank runs the same sampler on its slice of the tokens
+        cuda = torch.cuda.is_available() and (device or 'cuda').startswith('cuda')
+        if cuda: device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"; torch.cuda.set_device(device)
+        dist.init_process_group('nccl' if cuda else 'gloo')
     try:
         if a.batch_input_path: jobs = read_batch_file(a.batch_input_path)
         else: jobs = [Video2WorldJob(a.input_image_or_video_path, a.prompt, a.video_save_name)]
-        pipe = Video2WorldPipeline(a.checkpoint_dir, a.diffusion_transformer_dir, a.tokenizer_dir, a.t5_dir, a.lora_path, a.device, a.dtype,
+        pipe = Video2WorldPipeline(a.checkpoint_dir, a.diffusion_transformer_dir, a.tokenizer_dir, a.t5_dir, a.lora_path, device, a.dtype,
                                    a.offload_diffusion_transformer, a.offload_tokenizer, a.offload_text_encoder_model,
                                    a.disable_prompt_upsampler, a.prompt_upsampler_dir, a.offload_prompt_upsampler,
                                    a.disable_guardrail, a.offload_guardrail_models, progress=not a.no_progress)
@@ -559,6 +565,7 @@ def video2world_main(argv: list[str]|None=None): # command-line arguments (defau
                                       a.guidance, a.num_steps, a.seed, a.fps)
     except (Video2WorldInputError, MissingCheckpointError, CheckpointLoadError, VideoError, TokenizerLoadError, T5LoadError) as e:
         raise SystemExit(f'error: {e}') from e
+    if not _is_rank0(): return []                  # every rank computed the same video; rank 0 writes it
     saved = [r.save(a.video_save_folder) for r in results if r is not None]
     for p in saved: print(f'saved {p} (+ {p.with_suffix(".txt").name})')
     return saved

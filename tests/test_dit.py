@@ -580,3 +580,35 @@ def test_selective_checkpointing_keeps_only_self_attention_and_same_grads():
     assert len(saved) == m.config.num_blocks and all(q[-2] == k[-2] for q, k in saved)   # one self-attention per block, no CA
     with pytest.raises(ValueError, match="checkpoint policy"): apply_activation_checkpointing(m, True, "everything")
     with pytest.raises(ValueError, match="checkpoint_policy"): DiTConfig.tiny(checkpoint_policy="nope")
+
+
+# Context parallelism with 2 CPU processes (gloo): the token sequence is split, self-attention all-gathers k and v
+
+def _cp_worker(rank, world, init_file, out_file):
+    import torch.distributed as dist
+    from cosmos_nb.dit import apply_context_parallel
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        m = VideoExtendDiT(DiTConfig.tiny()).double().eval()
+        x, ctx = torch.randn(1, 16, 4, 8, 8, dtype=torch.double), torch.randn(1, 16, 1024, dtype=torch.double)
+        cond = torch.zeros(1, 1, 4, 8, 8, dtype=torch.double); cond[:, :, :1] = 1
+        with torch.no_grad(): ref = m(x, torch.tensor([0.3]), ctx, fps=24, condition_video_input_mask=cond)
+        apply_context_parallel(m)
+        with torch.no_grad(): out = m(x, torch.tensor([0.3]), ctx, fps=24, condition_video_input_mask=cond)
+        odd = torch.randn(1, 16, 3, 6, 6, dtype=torch.double)       # 3·3·3 = 27 tokens do not split over 2 ranks
+        try: m(odd, torch.tensor([0.3]), ctx); err = ""
+        except ValueError as e: err = str(e)
+        torch.save({"ref": ref, "out": out, "err": err}, f"{out_file}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_context_parallel_two_gloo_processes_equal_single_process(tmp_path):
+    "apply_context_parallel over 2 ranks gives the single-process output on every rank; bad splits fail clearly."
+    mp.spawn(_cp_worker, args=(2, str(tmp_path / "pg"), str(tmp_path / "res")), nprocs=2, join=True)
+    for r in range(2):
+        res = torch.load(f"{tmp_path / 'res'}.{r}", weights_only=True)
+        assert res["out"].shape == (1, 16, 4, 8, 8)
+        torch.testing.assert_close(res["out"], res["ref"], rtol=1e-10, atol=1e-10)
+        assert "divide by 2" in res["err"]

@@ -150,17 +150,27 @@ def test_unavailable_upsampler_and_guardrail_warn_and_continue(ck, tmp_path, sha
     assert any('text guardrail' in m for m in msgs) and any('video guardrail' in m for m in msgs)
 
 
-def test_num_gpus_warns_and_generates_on_one(ck, tmp_path, shared_data, monkeypatch):
+def test_num_gpus_must_match_the_launched_processes(ck, tmp_path, shared_data):
     args = ['--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
             '--video_save_folder', tmp_path, '--num_gpus', '2', *SMALL, *QUIET]
-    with pytest.warns(UserWarning, match='context parallelism'):
-        saved, err = run_cli(*args)
-    assert err is None and video_info(saved[0]).num_frames == 17
-    monkeypatch.setenv('RANK', '1'); monkeypatch.setenv('WORLD_SIZE', '2')
-    (tmp_path / 'output.mp4').unlink()
-    with pytest.warns(UserWarning):
-        saved, err = run_cli(*args)
-    assert saved == [] and not (tmp_path / 'output.mp4').exists()   # only rank 0 writes
+    saved, err = run_cli(*args)
+    assert saved is None and 'torchrun --nproc_per_node=2' in str(err)
+
+
+def test_context_parallel_torchrun_two_processes_equals_one(ck, tmp_path, shared_data):
+    "`torchrun --nproc_per_node=2 ... --num_gpus 2` (2 gloo CPU ranks) writes the same video as one process, from rank 0 only."
+    common = ['--checkpoint_dir', str(ck), '--input_image_or_video_path', str(shared_data / 'video2world_input0.jpg'), '--prompt', 'a street',
+              *map(str, SMALL), *map(str, QUIET)]
+    one = subprocess.run([sys.executable, '-m', 'cosmos_nb.video2world', *common, '--video_save_folder', str(tmp_path / 'one')],
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29613', '-m', 'cosmos_nb.video2world',
+                          *common, '--num_gpus', '2', '--video_save_folder', str(tmp_path / 'two')], capture_output=True, text=True, timeout=300)
+    assert (tmp_path / 'two' / 'output.mp4').exists(), two.stderr[-3000:]
+    from cosmos_nb.video import read_video
+    a, b = read_video(tmp_path / 'one' / 'output.mp4')[0], read_video(tmp_path / 'two' / 'output.mp4')[0]
+    assert a.shape == b.shape and (a.float() - b.float()).abs().max() <= 1   # same video (float32 sums in another order)
+    assert sorted(p.name for p in (tmp_path / 'two').iterdir()) == ['output.mp4', 'output.txt']
 
 
 # --- the pipeline --------------------------------------------------------------------------------------------------------
