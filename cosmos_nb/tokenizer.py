@@ -836,7 +836,8 @@ class WaveletTokenizer(nn.Module):
         return self.unpatcher3d(latent)
 
 def make_tokenizer(kind: str='cv8x8x8', # 'cv8x8x8' (official weights at `path`), 'tiny' (random), 'wavelet' (weight-free)
-                   path=None, device='cpu', dtype='float32', # torch dtype or its name ('bfloat16')
+                   path=None, # kind 'cv8x8x8': the weights folder; 'tiny'/'wavelet': optional statistics file (`LatentNormalizer.to_file`)
+                   device='cpu', dtype='float32', # torch dtype or its name ('bfloat16')
                    normalized: bool=True, # wrap as `NormalizedTokenizer` (the diffusion model's interface)
                    seed: int=0): # weights of the random 'tiny' model
     "The tokenizer an experiment names (`TokenizerChoice` fields), ready for `Video2WorldDiffusion`."
@@ -851,4 +852,7 @@ def make_tokenizer(kind: str='cv8x8x8', # 'cv8x8x8' (official weights at `path`)
     elif kind == 'wavelet': tok = WaveletTokenizer()
     else: raise ValueError(f"unknown tokenizer kind {kind!r}: use 'cv8x8x8', 'tiny' or 'wavelet'")
     tok = tok.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    return NormalizedTokenizer(tok, LatentNormalizer.identity(tok.latent_channels).to(device)) if normalized else tok
+    if not normalized: return tok
+    # statistics: a `mean_std.pt`-style file at `path` (e.g. fitted with `LatentNormalizer.fit` on your data), else identity
+    norm = LatentNormalizer.from_file(path, latent_channels=tok.latent_channels, round_bf16=False) if path else LatentNormalizer.identity(tok.latent_channels)
+    return NormalizedTokenizer(tok, norm.to(device))

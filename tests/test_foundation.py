@@ -33,16 +33,16 @@ def test_every_notebook_has_a_title_and_exports_a_module():
         md = [("".join(c["source"])) for c in cells if c["cell_type"] == "markdown"]
         assert md and md[0].startswith("# ") and "\n> " in md[0], f"{nb.name}: needs an H1 title and a '>' summary"
 
-def test_console_script_runs_the_smoke_job(tmp_path, shared_data):
+def test_console_script_runs_the_quick_smoke_job(tmp_path, shared_data):
     exe = Path(sys.executable).parent/"cosmos-nb"
     assert exe.exists(), "the cosmos-nb console script is not installed (pip install -e .)"
-    out = subprocess.run([str(exe), "demo", "--input", str(shared_data/"text2world_example.mp4"), "--out", str(tmp_path),
-                          "--num_frames", "17"], capture_output=True, text=True)
+    out = subprocess.run([str(exe), "demo", "--quick", "--input", str(shared_data/"text2world_example.mp4"), "--out", str(tmp_path)],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     from cosmos_nb.video import video_info
     from PIL import Image
     info = video_info(tmp_path/"smoke.mp4")
-    assert (info.num_frames, info.size) == (17, (176, 320))
+    assert (info.num_frames, info.size) == (33, (176, 320))
     assert Image.open(tmp_path/"smoke_sheet.png").size[0] > 0
     assert "wrote" in out.stdout
 
@@ -52,3 +52,20 @@ def test_console_script_help_lists_commands_and_rejects_unknown():
     assert h.returncode == 0 and "demo" in h.stdout
     bad = subprocess.run([str(exe), "frobnicate"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown command" in bad.stderr
+
+
+def test_console_script_runs_the_cpu_demo_end_to_end(tmp_path):
+    "The main job's code path at toy length: data, tiny T5, base training, LoRA, generation, pictures, summary."
+    import json
+    exe = Path(sys.executable).parent/"cosmos-nb"
+    out = subprocess.run([str(exe), "demo", "--out", str(tmp_path), "--base_iters", "20", "--lora_iters", "10", "--n_videos", "4",
+                          "--n_heldout", "2", "--steps", "3"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    s = json.loads((tmp_path/"summary.json").read_text())
+    assert len(s["videos"]) == 2 and all(Path(v).is_file() for v in s["videos"])
+    from cosmos_nb.video import video_info
+    assert video_info(s["videos"][0]).num_frames == 17
+    for k in ("heldout_mse_random", "heldout_mse_base", "heldout_mse_lora", "loss_base_first", "loss_lora_last"):
+        assert isinstance(s[k], float) and s[k] == s[k], k           # a real number, not NaN
+    assert (tmp_path/"contact_sheet.png").stat().st_size > 0 and (tmp_path/"loss_curve.png").stat().st_size > 0
+    assert "held-out continuation error" in out.stdout and "contact sheet:" in out.stdout
