@@ -244,34 +244,35 @@ def check_request(jobs: list[Video2WorldJob], # what to generate
 
 # %% ../nbs/13_video2world.ipynb #960b77a5
 class FeatureNotAvailableWarning(UserWarning):
-    "An optional upstream stage (prompt upsampler, guardrail) is requested but not available in this version."
-
-def _not_available(stage: str, flag: str):
-    warnings.warn(f'the {stage} is not available in cosmos-nb yet: continuing without it. Pass {flag} to silence this warning.',
-                  FeatureNotAvailableWarning, stacklevel=3)
+    "An optional upstream stage (prompt upsampler, guardrail) is on, but a model it needs is missing: that part is skipped."
 
 def prompt_upsampler_available(checkpoint_dir: str|Path, upsampler_dir: str='Pixtral-12B') -> bool:
-    "Whether `upsample_prompt` can write a prompt (then `--prompt` is optional, as upstream)."
-    return False
+    "Whether `upsample_prompt` can write a prompt (then `--prompt` is optional, as upstream): a Pixtral is under `checkpoint_dir`."
+    from cosmos_nb.upsampler import find_prompt_upsampler          # imported when used: the upsampler builds on this module
+    return find_prompt_upsampler(checkpoint_dir, upsampler_dir) is not None
 
 def upsample_prompt(prompt: str|None, # the user's prompt
                     frames: torch.Tensor, # the conditioning frames, float 3×N×H×W
                     checkpoint_dir: str|Path, upsampler_dir: str='Pixtral-12B',
-                    offload: bool=False) -> str|None: # free the model after use
-    "Hook: the prompt upsampler's rewrite of `prompt` (upstream: Pixtral-12B on the last frame). Not available yet: `prompt`."
-    _not_available('prompt upsampler (Pixtral-12B)', '--disable_prompt_upsampler')
-    return prompt
+                    offload: bool=False) -> str|None: # keep the model in CPU memory between uses
+    "Hook: Pixtral-12B's description of the last frame replaces `prompt` (`cosmos_nb.upsampler`); without Pixtral, `prompt` and a warning."
+    from cosmos_nb.upsampler import upsample_prompt as upsample
+    p = upsample(prompt, frames, checkpoint_dir, upsampler_dir, offload)
+    if not (p or '').strip(): raise Video2WorldInputError('the prompt upsampler wrote an empty prompt and none was given: pass --prompt "..."')
+    return p
 
 def guardrail_text(prompt: str, checkpoint_dir: str|Path, offload: bool=False) -> bool:
-    "Hook: True if the text guardrail lets `prompt` through (upstream: blocklist + LlamaGuard-7b). Not available yet: True."
-    _not_available('text guardrail (blocklist + LlamaGuard-7b)', '--disable_guardrail')
-    return True
+    "Hook: True if the text guardrail lets `prompt` through (`cosmos_nb.guardrail.check_prompt`); first checks that OpenCV is installed."
+    from cosmos_nb.guardrail import GuardrailDependencyError, check_prompt, import_cv2
+    try: import_cv2()                          # the video guardrail's face pixelation needs it: fail now, not after generating
+    except GuardrailDependencyError as e: raise Video2WorldInputError(str(e)) from e
+    return check_prompt(prompt, checkpoint_dir, offload)
 
 def guardrail_video(video: torch.Tensor, # uint8 T×3×H×W
                     checkpoint_dir: str|Path, offload: bool=False) -> torch.Tensor|None:
-    "Hook: the video after the video guardrail (face pixelation), or None to block it. Not available yet: `video`."
-    _not_available('video guardrail (safety filter + face blur)', '--disable_guardrail')
-    return video
+    "Hook: the video with faces pixelated, or None when the content filter blocks it (`cosmos_nb.guardrail.check_video`)."
+    from cosmos_nb.guardrail import check_video
+    return check_video(video, checkpoint_dir, offload)
 
 # %% ../nbs/13_video2world.ipynb #6dbb0905
 def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or base+LoRA
