@@ -377,7 +377,8 @@ def make_tiny_llamaguard(checkpoint_dir: str|Path, # upstream's checkpoints/ fol
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, head_dim=8, max_position_embeddings=4096, bos_token_id=ids('<s>'),
                       eos_token_id=ids('</s>'), pad_token_id=ids('</s>'))
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=FutureWarning)        # peft calls a deprecated transformers 5 API
         torch.manual_seed(seed)
         lm = script_language_model(LlamaForCausalLM(cfg), {ids('[/INST]'): ids('safe'), ids('safe'): ids('</s>'),
                                                             ids('unsafe'): ids('O3'), ids('O3'): ids('</s>')})
@@ -419,7 +420,8 @@ class LlamaGuard:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         dtype = dtype or (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
         try:
-            with quiet_transformers():
+            with quiet_transformers(), warnings.catch_warnings():
+                warnings.filterwarnings('ignore', category=FutureWarning)    # peft calls a deprecated transformers 5 API
                 tok = AutoTokenizer.from_pretrained(llamaguard_dir)
                 model = AutoModelForCausalLM.from_pretrained(llamaguard_dir, dtype=dtype)
                 if adapter_dir is not None: model = PeftModel.from_pretrained(model, adapter_dir)
@@ -452,7 +454,7 @@ def import_cv2():
     "OpenCV with its Haar face detectors, or a `GuardrailDependencyError` that says what to install."
     try: import cv2
     except ImportError as e:
-        raise GuardrailDependencyError("the guardrail's face pixelation needs OpenCV, an optional dependency: "
+        raise GuardrailDependencyError(f"the guardrail's face pixelation needs OpenCV, an optional dependency ({e}): "
                                        "pip install 'cosmos-nb[guardrail]' (or pass --disable_guardrail)") from e
     if not hasattr(cv2, 'CascadeClassifier') or not hasattr(cv2, 'data'):
         raise GuardrailDependencyError(f"OpenCV {cv2.__version__} has no Haar face detectors (OpenCV 5 removed them): "
@@ -580,7 +582,7 @@ def make_tiny_guardrail(checkpoint_dir: str|Path, # upstream's checkpoints/ fold
                         exact: list[str]=('carnage',), whitelist: list[str]=('gorey',),
                         seed: int=0) -> GuardrailFiles:
     "Write tiny guardrail models (random SigLIP, scripted LlamaGuard + adapter) and word lists in the download layout."
-    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
+    with quiet_transformers(): from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel   # (no torchvision: the PIL one)
     ck = Path(checkpoint_dir); root = ck/GUARDRAIL_REPO
     for sub, words in (('custom', blocked), ('exact_match', exact), ('whitelist', whitelist)):
         (root/'blocklist'/sub).mkdir(parents=True, exist_ok=True)

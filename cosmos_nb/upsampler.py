@@ -99,7 +99,8 @@ def make_tiny_prompt_upsampler(folder: str|Path, # where to write it, e.g. check
                                image_size: int=64, # the image processor's longest side (Pixtral: 1024)
                                seed: int=0) -> Path:
     "Write a tiny random Pixtral (Llava) scripted to answer `says`, with tokenizer, image processor and processor config."
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, MistralConfig, PixtralImageProcessor, PixtralVisionConfig
+    with quiet_transformers():   # (without torchvision, PixtralImageProcessor is the PIL one)
+        from transformers import LlavaConfig, LlavaForConditionalGeneration, MistralConfig, PixtralImageProcessor, PixtralVisionConfig
     words = says.split()
     if len(set(words)) != len(words): raise ValueError(f'the words of {says!r} must all differ')
     tok = word_tokenizer(words, ['<unk>', '<s>', '</s>', '[INST]', '[/INST]', '[IMG]', '[IMG_BREAK]', '[IMG_END]'])
