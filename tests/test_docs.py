@@ -14,6 +14,7 @@ def render_html(proc_nb: Path, out_dir: Path) -> Path:
     d = json.loads(proc_nb.read_text())
     for c in d["cells"]:
         for k in set(c) - NB_CELL_KEYS: del c[k]
+        c["metadata"] = {k: v for k, v in c.get("metadata", {}).items() if k in ("tags", "collapsed", "jupyter")}   # nbdev adds timings the schema rejects
         if c["cell_type"] != "code": c.pop("outputs", None); c.pop("execution_count", None)
     nb = nbformat.from_dict(d)
     html, _ = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
