@@ -16,7 +16,7 @@ def render_html(proc_nb: Path, out_dir: Path) -> Path:
         for k in set(c) - NB_CELL_KEYS: del c[k]
         c["metadata"] = {k: v for k, v in c.get("metadata", {}).items() if k in ("tags", "collapsed", "jupyter")}   # nbdev adds timings the schema rejects
         if c["cell_type"] != "code": c.pop("outputs", None); c.pop("execution_count", None)
-    nb = nbformat.from_dict(d)
+    nb = nbformat.reads(json.dumps(d), as_version=4)      # (reads joins the split multi-line strings, as a file load does)
     html, _ = HTMLExporter(exclude_input_prompt=True, exclude_output_prompt=True).from_notebook_node(nb)
     out = out_dir/(proc_nb.stem.split("_", 1)[-1] if proc_nb.stem[0].isdigit() else proc_nb.stem)
     out = out.with_suffix(".html"); out.write_text(html)
