@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# the real media beside the checkout; COSMOS_NB_SHARED_DATA points elsewhere (the GPU machine gets a copy carried with the repo)
+SHARED_DATA = Path(os.environ.get("COSMOS_NB_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

@@ -472,3 +472,21 @@ def test_offload_moves_models_between_gpu_and_cpu(ck, shared_data):
     same = kept.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
     assert next(kept._model.net.parameters()).device.type == 'cuda'
     assert (out.video.float() - same.video.float()).abs().mean() < 1            # offloading changes where, not what
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs 2 CUDA GPUs')
+def test_context_parallel_on_two_gpus_equals_one_gpu(ck, tmp_path, shared_data):
+    "`torchrun --nproc_per_node=2 ... --num_gpus 2` over NCCL splits the tokens over two GPUs and writes the one-GPU video."
+    common = ['--checkpoint_dir', str(ck), '--input_image_or_video_path', str(shared_data / 'video2world_input0.jpg'), '--prompt', 'a street',
+              '--num_video_frames', '17', '--height', '64', '--width', '96', '--num_steps', '4', '--device', 'cuda', '--no_progress', *QUIET]
+    one = subprocess.run([sys.executable, '-m', 'cosmos_nb.video2world', *common, '--video_save_folder', str(tmp_path / 'one')],
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29614', '-m', 'cosmos_nb.video2world',
+                          *common, '--num_gpus', '2', '--video_save_folder', str(tmp_path / 'two')], capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0 and (tmp_path / 'two' / 'output.mp4').exists(), two.stderr[-3000:]
+    from cosmos_nb.video import read_video
+    a, b = read_video(tmp_path / 'one' / 'output.mp4')[0], read_video(tmp_path / 'two' / 'output.mp4')[0]
+    assert a.shape == b.shape == (17, 3, 64, 96)
+    assert (a.float() - b.float()).abs().mean() < 2     # bf16 sums in another order: the same video up to rounding
