@@ -9,6 +9,11 @@ GPU (the lead runs this on one H100):
     python bench/bench_dit.py                       # 7B, 1×16×16×88×160, SDPA backends cudnn>flash, eager
     python bench/bench_dit.py --compile             # torch.compile each block
     python bench/bench_dit.py --attn-sweep          # also time each SDPA backend alone at this shape
+    python bench/bench_dit.py --compile --fp8 --no-backward              # FP8 block Linears (cosmos_nb.fp8), forward only
+    python bench/bench_dit.py --compile --fp8 --lora 8 --ac save_attention [--fp8-backward]   # LoRA step on an FP8 base
+With --fp8 the JSON also has the quality of the FP8 model on the same random inputs: `fp8_forward_rel_err`
+(‖y_fp8 − y_bf16‖/‖y_bf16‖ of one full-size forward; the bf16 reference is eager, the FP8 run compiled if --compile)
+and, with --lora, `fp8_lora_grad_rel_err` (the adapters' gradients of one step, FP8 base vs bf16 base).
 CPU dry run:
     python bench/bench_dit.py --tiny
 Prints one JSON line (and writes it to --out if given).
@@ -22,6 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.dit import (SDPA_BACKENDS, DiTConfig, VideoExtendDiT, apply_activation_checkpointing, compile_blocks,
                            dit_forward_flops)
+from cosmos_nb.fp8 import convert_from_fp8, convert_to_fp8, fp8_available, fp8_layers, fp8_mm, quantize_rowwise
 
 DATASHEET_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.4}
 
@@ -45,6 +51,12 @@ def parse_args(argv=None):
     p.add_argument("--lora", type=int, default=0, metavar="RANK",
                    help="LoRA post-training step: frozen bf16 base + rank-RANK adapters on q/v of FA and CA in all blocks "
                         "(cosmos_nb.lora.apply_lora); MFU counts forward + input-gradient backward = 2x forward FLOPs")
+    p.add_argument("--fp8", action="store_true",
+                   help="run the block Linears (FA q/k/v/out, CA q/out, MLP) in FP8 e4m3 (cosmos_nb.fp8.convert_to_fp8); "
+                        "frozen weights only: forward, or the base of a --lora step (the full-training step is skipped)")
+    p.add_argument("--fp8-backward", action="store_true", help="with --fp8 --lora: input gradients in FP8 too (a 2nd fp8 weight copy)")
+    p.add_argument("--fp8-fast-accum", action="store_true", help="with --fp8: _scaled_mm use_fast_accum=True in the forward")
+    p.add_argument("--fp8-drop-weight", action="store_true", help="with --fp8 (forward only): keep only the fp8 weights (less memory; keep_weight=False)")
     p.add_argument("--attn-sweep", action="store_true", help="time each SDPA backend alone on the self-attention shape")
     p.add_argument("--profile", action="store_true", help="print the top CUDA kernels of one forward")
     p.add_argument("--warmup", type=int, default=2)
@@ -95,6 +107,34 @@ def matmul_peak(device, dtype, tiny):
         best = max(best, tf)
         del a, b
     return best, per
+
+
+def rel_err(a, b):
+    "‖a − b‖ / ‖b‖ in float32."
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def fp8_matmul_tflops(device, tiny):
+    "bf16 matmul vs FP8 `_scaled_mm` (operands pre-quantized) vs FP8 including the per-token quantization of x (eager), on the DiT's Linear shapes."
+    L = 1024 if tiny else 56320
+    shapes = {"qkvo_4096x4096": (L, 4096 if not tiny else 256, 4096 if not tiny else 256),
+              "mlp1_4096x16384": (L, 4096 if not tiny else 256, 16384 if not tiny else 1024),
+              "mlp2_16384x4096": (L, 16384 if not tiny else 1024, 4096 if not tiny else 256)}
+    res = {}
+    for name, (m, k, n) in shapes.items():
+        x, w = torch.randn(m, k, device=device, dtype=torch.bfloat16), torch.randn(n, k, device=device, dtype=torch.bfloat16)
+        xq, xs = quantize_rowwise(x)
+        wq, ws = quantize_rowwise(w)
+        ws = ws.reshape(1, -1)
+        it = 1 if tiny else 10
+        t_bf16, _ = time_fn(lambda: x @ w.t(), device, 2, it)
+        t_fp8, _ = time_fn(lambda: fp8_mm(xq, xs, wq, ws), device, 2, it)
+        t_fp8q, _ = time_fn(lambda: fp8_mm(*quantize_rowwise(x), wq, ws), device, 2, it)
+        f = 2 * m * k * n
+        res[name] = dict(bf16_tflops=round(f / t_bf16 / 1e12, 1), fp8_tflops=round(f / t_fp8 / 1e12, 1),
+                         fp8_with_eager_quant_tflops=round(f / t_fp8q / 1e12, 1))
+        del x, w, xq, wq
+    return res
 
 
 def attention_error(backend, device, dtype, heads, head_dim, L=2048):
@@ -169,7 +209,6 @@ def main(argv=None):
     with torch.device(device): model = VideoExtendDiT(cfg)
     model = model.to(dtype)
     n_params = sum(p.numel() for p in model.parameters())
-    if args.compile: compile_blocks(model, fullgraph=True)  # fails loudly on a graph break inside a block
     x = torch.randn(B, cfg.out_channels, T, H, W, device=device, dtype=dtype)
     c_noise = torch.full((B,), 0.25 * math.log(10.0), device=device, dtype=dtype)
     ctx = torch.randn(B, M, cfg.crossattn_emb_channels, device=device, dtype=dtype)
@@ -179,6 +218,16 @@ def main(argv=None):
     cond = torch.zeros(B, 1, T, H, W, device=device, dtype=dtype)
     cond[:, :, :1] = 1
     run = lambda: model(x, c_noise, ctx, fps=fps, padding_mask=pad, condition_video_input_mask=cond)
+    fp8_kw = dict(keep_weight=not args.fp8_drop_weight, fp8_backward=args.fp8_backward, fast_accum=args.fp8_fast_accum)
+    if args.fp8:
+        if args.fp8_drop_weight and args.lora: sys.exit("--fp8-drop-weight is for the forward only (the LoRA step needs the kept bf16 weights)")
+        if not fp8_available(device): sys.exit(f"--fp8: {result['device']} has no FP8 matmuls (needs compute capability >= 8.9)")
+        with torch.inference_mode(): ref_out = run()  # the bf16 reference (eager), one forward
+        convert_to_fp8(model.requires_grad_(False), **fp8_kw)
+        result.update(fp8=True, fp8_layers=len(fp8_layers(model)), fp8_options=fp8_kw,
+                      fp8_weights=sum(m.weight_fp8.numel() for m in fp8_layers(model).values()))
+        result["fp8_matmul"] = fp8_matmul_tflops(device, args.tiny)
+    if args.compile: compile_blocks(model, fullgraph=True)  # fails loudly on a graph break inside a block
     flops = dit_forward_flops(cfg, T, H, W, batch=B, text_len=M)
     L = T // cfg.patch_temporal * (H // cfg.patch_spatial) * (W // cfg.patch_spatial)
     result.update(params=n_params, tokens=L, forward_pflop=round(flops / 1e15, 4))
@@ -193,6 +242,7 @@ def main(argv=None):
         result["first_forward_s"] = round(time.perf_counter() - t0, 2)  # includes compilation with --compile
         result["output_finite"] = bool(torch.isfinite(out).all())
         assert out.shape == x.shape, (out.shape, x.shape)
+        if args.fp8: result["fp8_forward_rel_err"] = round(rel_err(out, ref_out), 5); del ref_out
         del out
         fwd, fwd_all = time_fn(run, device, warmup, iters)
     tflops = flops / fwd / 1e12
@@ -209,15 +259,28 @@ def main(argv=None):
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=15), file=sys.stderr)
 
     # 4. forward + backward (training step without the optimizer)
-    if not args.no_backward:
+    if args.fp8 and not args.lora and not args.no_backward:
+        result["fwdbwd_skipped"] = "--fp8 keeps weights frozen: time a training step with --lora RANK"
+    elif not args.no_backward:
         model.train()
         apply_activation_checkpointing(model, args.ac != "off", "save_attention" if args.ac == "save_attention" else "full")
         result["activation_checkpointing"] = args.ac
         if args.lora:
             from cosmos_nb.lora import apply_lora
             from cosmos_nb.experiments import LoRAConfig
+            if args.fp8: convert_from_fp8(model)  # peft wraps nn.Linear only: adapters first, FP8 after
             apply_lora(model, LoRAConfig(enabled=True, first_nblocks=cfg.num_blocks, rank=args.lora), dtype=dtype)
             result["lora_rank"] = args.lora
+            if args.fp8:
+                def lora_grads():
+                    model(x, c_noise, ctx, fps=fps, padding_mask=pad, condition_video_input_mask=cond).float().square().mean().backward()
+                    g = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.requires_grad])
+                    for p in model.parameters(): p.grad = None
+                    return g
+                g_ref = lora_grads()  # bf16 base
+                convert_to_fp8(model, **fp8_kw)
+                result["fp8_lora_grad_rel_err"] = round(rel_err(lora_grads(), g_ref), 5)
+                del g_ref
             result["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         def step():
             model(x, c_noise, ctx, fps=fps, padding_mask=pad, condition_video_input_mask=cond).float().square().mean().backward()

@@ -9,11 +9,14 @@ GPU (the lead runs this on one H100):
     python bench/bench_video2world.py                         # 121×704×1280, 35 steps, everything resident
     python bench/bench_video2world.py --offload               # --offload_tokenizer + --offload_diffusion_transformer
     python bench/bench_video2world.py --steps 5 --frames 57   # quicker: fewer steps / frames
+    python bench/bench_video2world.py --compile --fp8         # block Linears in FP8 e4m3 (cosmos_nb.fp8.convert_to_fp8)
+    python bench/bench_video2world.py --compile --fp8 --fp8-compare --steps 5 --frames 57
+                                      # also generate in bf16 first (same seed): PSNR of the FP8 video against it
 CPU dry run:
     python bench/bench_video2world.py --tiny
 Prints one JSON line (and writes it to --out if given).
 """
-import argparse, json, sys, time
+import argparse, json, math, sys, time
 from pathlib import Path
 
 import torch
@@ -21,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.diffusion import DiffusionConfig, Video2WorldDiffusion
 from cosmos_nb.dit import DiTConfig, VideoExtendDiT
+from cosmos_nb.fp8 import convert_to_fp8, fp8_available, fp8_layers
 from cosmos_nb.tokenizer import CausalVideoTokenizer, LatentNormalizer, TokenizerConfig
 from cosmos_nb.video2world import OffloadingTokenizer, free_memory
 
@@ -38,6 +42,12 @@ def parse_args(argv=None):
     p.add_argument('--no-batch-guidance', action='store_true', help='two forwards per step (as upstream) instead of one of batch 2')
     p.add_argument('--compile', action='store_true', help='torch.compile every DiT block (compile time is in the first step, excluded from the median)')
     p.add_argument('--sdpa-backends', default='cudnn,flash,efficient,math', help="DiTConfig.sdpa_backends, or 'default'")
+    p.add_argument('--fp8', action='store_true', help='run the DiT block Linears in FP8 e4m3 (cosmos_nb.fp8.convert_to_fp8)')
+    p.add_argument('--fp8-keep-weight', action='store_true', help='with --fp8: keep the bf16 weights beside the fp8 ones (default: drop them, inference only)')
+    p.add_argument('--fp8-fast-accum', action='store_true', help='with --fp8: _scaled_mm use_fast_accum=True')
+    p.add_argument('--fp8-compare', action='store_true',
+                   help='with --fp8: first generate the same video in bf16 (same seed; not timed) and report the PSNR of the FP8 '
+                        'video against it and the relative error of the final latents (doubles the run time: use fewer --steps/--frames)')
     p.add_argument('--out', default=None, help='also write the JSON line to this file')
     return p.parse_args(argv)
 
@@ -59,6 +69,9 @@ def main(argv=None):
     net = net.to(dtype).to_empty(device=device)                   # allocated once, in the compute dtype
     net.init_weights()
     net = net.eval().requires_grad_(False)
+    if a.fp8_compare and not a.fp8: sys.exit('--fp8-compare needs --fp8')
+    if a.fp8_compare and a.offload: sys.exit('--fp8-compare runs two generations: leave out --offload')
+    if a.fp8 and not fp8_available(device): sys.exit('--fp8: this GPU has no FP8 matmuls (needs compute capability >= 8.9)')
     if a.compile:
         from cosmos_nb.dit import compile_blocks
         compile_blocks(net)
@@ -86,12 +99,26 @@ def main(argv=None):
 
     frames = torch.randint(0, 256, (1, 3, a.input_frames, a.height, a.width), dtype=torch.uint8)
     emb, neg = torch.randn(1, 512, cfg.crossattn_emb_channels) * 0.1, torch.randn(1, 512, cfg.crossattn_emb_channels) * 0.1
+    quality = {}
+    if a.fp8:
+        if a.fp8_compare:  # the bf16 reference from the same seed (not timed)
+            ref_video, ref_latent = model.generate(frames.to(device), emb.to(device), neg.to(device), num_frames=a.frames, seed=1,
+                                                   num_steps=a.steps, return_latent=True)
+            ref_video, ref_latent = ref_video.cpu(), ref_latent.float().cpu()
+            step_times.clear(); times.update(encode=0.0, decode=0.0)
+        convert_to_fp8(net, keep_weight=a.fp8_keep_weight, fast_accum=a.fp8_fast_accum)
+        quality.update(fp8_layers=len(fp8_layers(net)), fp8_keep_weight=a.fp8_keep_weight, fp8_fast_accum=a.fp8_fast_accum)
     if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
     sync(device)
     t0 = time.perf_counter()
-    video = model.generate(frames.to(device), emb.to(device), neg.to(device), num_frames=a.frames, seed=1, num_steps=a.steps)
+    video, latent = model.generate(frames.to(device), emb.to(device), neg.to(device), num_frames=a.frames, seed=1, num_steps=a.steps,
+                                   return_latent=True)
     sync(device)
     total = time.perf_counter() - t0
+    if a.fp8_compare:
+        mse = (video.cpu().float() - ref_video.float()).square().mean().item()
+        quality.update(fp8_video_psnr_db=round(10 * math.log10(255**2 / mse), 2) if mse > 0 else float('inf'),
+                       fp8_latent_rel_err=round(((latent.float().cpu() - ref_latent).norm() / ref_latent.norm()).item(), 5))
     calls_per_step = 2 if a.no_batch_guidance else 1
     per_step = [sum(step_times[i:i + calls_per_step]) for i in range(0, len(step_times), calls_per_step)]
     res = dict(bench='video2world', device=torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu', torch=torch.__version__,
@@ -101,7 +128,8 @@ def main(argv=None):
                step_s_median=round(sorted(per_step)[len(per_step) // 2], 4), step_s_first=round(per_step[0], 4),
                total_warm_s=round(total - per_step[0] + sorted(per_step)[len(per_step) // 2], 3),   # first step (compilation) at the median
                encode_s=round(times['encode'], 3), decode_s=round(times['decode'], 3),
-               peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == 'cuda' else None)
+               peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == 'cuda' else None,
+               fp8=a.fp8, **quality)
     line = json.dumps(res)
     print(line)
     if a.out: Path(a.out).write_text(line + '\n')

@@ -18,7 +18,7 @@ import torch.nn as nn
 from PIL import Image
 from .download import HubError
 from .pretrained import GUARDRAIL_REPOS, CheckpointRepo, download_repo
-from .video2world import FeatureNotAvailableWarning, free_memory, on_device
+from .video2world import CheckpointLoadError, FeatureNotAvailableWarning, free_memory, on_device
 
 # %% auto #0
 __all__ = ['GUARDRAIL_REPO', 'AEGIS_ADAPTER_REPO', 'LLAMAGUARD_REPO', 'LLAMAGUARD_REVISION', 'SIGLIP_REPO', 'LICENCES',
@@ -394,7 +394,7 @@ def make_tiny_llamaguard(checkpoint_dir: str|Path, # upstream's checkpoints/ fol
     return ck/LLAMAGUARD_REPO, ck/AEGIS_ADAPTER_REPO
 
 # %% ../nbs/16_guardrail.ipynb #c0e94f0c
-class GuardrailLoadError(OSError):
+class GuardrailLoadError(CheckpointLoadError, OSError):
     "A guardrail model or file exists but cannot be loaded; the message names it and what to do."
 
 def default_device() -> torch.device: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')

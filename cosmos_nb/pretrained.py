@@ -52,7 +52,8 @@ T5_REPO = 'google-t5/t5-11b'
 T5_PATTERNS = ['*.json', 'spiece.model', 'pytorch_model.bin', 'README.md']
 PROMPT_UPSAMPLER_REPOS = {'Video2World': 'mistral-community/pixtral-12b', 'Text2World': 'nvidia/Cosmos-UpsamplePrompt1-12B-Text2World'}
 GUARDRAIL_REPOS = ['nvidia/Cosmos-Guardrail1', 'nvidia/Aegis-AI-Content-Safety-LlamaGuard-Defensive-1.0',
-                   'meta-llama/LlamaGuard-7b@3e764390d6b39028ddea5b20603c89476107b41e']
+                   'meta-llama/LlamaGuard-7b@3e764390d6b39028ddea5b20603c89476107b41e',
+                   'google/siglip-so400m-patch14-384']   # the video content filter's image encoder
 
 def _match(paths, patterns):
     from huggingface_hub.utils import filter_repo_objects

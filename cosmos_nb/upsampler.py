@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from .video import INFERENCE_DIVISOR, read_video, video_info
-from .video2world import FeatureNotAvailableWarning, on_device
+from .video2world import CheckpointLoadError, FeatureNotAvailableWarning, on_device
 from .guardrail import cached_model, default_device, find_hf_folder, quiet_transformers, script_language_model, word_tokenizer
 
 # %% auto #0
@@ -127,7 +127,7 @@ def make_tiny_prompt_upsampler(folder: str|Path, # where to write it, e.g. check
     return folder
 
 # %% ../nbs/17_upsampler.ipynb #66363e4f
-class UpsamplerLoadError(OSError):
+class UpsamplerLoadError(CheckpointLoadError, OSError):
     "The prompt upsampler's folder exists but cannot be loaded; the message names it and what to do."
 
 class PromptUpsampler:

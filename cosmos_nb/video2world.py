@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .config import atomic_write, atomic_torch_save, config_to_dict, load_settings
 from .video import VideoError, read_video, video_info, resize_video, to_unit, write_video, contact_sheet, INFERENCE_DIVISOR
 from .data import pad_t5_embedding
+from .download import HubError
 from .t5 import T5_MODEL, T5LoadError, resolve_t5, load_t5, make_tiny_t5, encode_prompts as t5_encode_prompts
 from .tokenizer import (TokenizerConfig, CausalVideoTokenizer, LatentNormalizer, NormalizedTokenizer, TokenizerLoadError, load_tokenizer,
                                  save_state_dict, _weight_files)
@@ -514,7 +515,7 @@ def video2world_parser() -> argparse.ArgumentParser:
     a('--lora_path', default=None, help='adapter-only LoRA file (cosmos_nb.lora.save_lora_adapter, or a LoRA run\'s iter_N_model.pt) applied on top of the DiT')
     a('--video_save_name', default='output', help='output file stem in single mode')
     a('--video_save_folder', default='outputs/', help='output folder')
-    a('--prompt', default=None, help='what should happen in the video (required: the prompt upsampler is not available yet)')
+    a('--prompt', default=None, help='what should happen in the video (required unless the prompt upsampler, Pixtral-12B, is in --checkpoint_dir and enabled)')
     a('--batch_input_path', default=None, help='JSONL file, one {"prompt": ..., "visual_input": ...} per line; outputs are 0.mp4, 1.mp4, ...')
     a('--negative_prompt', default=DEFAULT_NEGATIVE_PROMPT, help='what to steer away from; "" disables guidance (as upstream)')
     a('--num_steps', type=int, default=35, help='sampler steps (Euler, 35 as upstream)')
@@ -525,8 +526,8 @@ def video2world_parser() -> argparse.ArgumentParser:
     a('--fps', type=int, default=24, help='frame rate of the output and of the temporal position encoding')
     a('--seed', type=int, default=1, help='initial noise and conditioning noise; every batch item uses it')
     a('--num_gpus', type=int, default=1, help='GPUs for one video: context parallelism over the tokens; launch with torchrun --nproc_per_node=N')
-    a('--disable_prompt_upsampler', action='store_true', help='do not rewrite the prompt (the upsampler is not available yet anyway)')
-    a('--disable_guardrail', action='store_true', help='skip the text and video guardrail (not available yet anyway)')
+    a('--disable_prompt_upsampler', action='store_true', help='do not let the prompt upsampler (Pixtral-12B) rewrite the prompt from the last input frame')
+    a('--disable_guardrail', action='store_true', help='skip the guardrails: the text check (blocklist + LlamaGuard-7b) and the video check (SigLIP content filter + face pixelation)')
     a('--offload_diffusion_transformer', action='store_true', help='keep the DiT in CPU memory except while sampling')
     a('--offload_tokenizer', action='store_true', help='keep the tokenizer in CPU memory except while encoding/decoding')
     a('--offload_text_encoder_model', action='store_true', help='free T5 after the prompts are encoded')
@@ -564,7 +565,7 @@ def video2world_main(argv: list[str]|None=None): # command-line arguments (defau
                                    a.disable_guardrail, a.offload_guardrail_models, progress=not a.no_progress)
         results = pipe.generate_batch(jobs, a.negative_prompt, a.num_input_frames, a.num_video_frames, a.height, a.width,
                                       a.guidance, a.num_steps, a.seed, a.fps)
-    except (Video2WorldInputError, MissingCheckpointError, CheckpointLoadError, VideoError, TokenizerLoadError, T5LoadError) as e:
+    except (Video2WorldInputError, MissingCheckpointError, CheckpointLoadError, VideoError, TokenizerLoadError, T5LoadError, HubError) as e:
         raise SystemExit(f'error: {e}') from e
     if not _is_rank0(): return []                  # every rank computed the same video; rank 0 writes it
     saved = [r.save(a.video_save_folder) for r in results if r is not None]

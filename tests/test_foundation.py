@@ -33,6 +33,13 @@ def test_every_notebook_has_a_title_and_exports_a_module():
         md = [("".join(c["source"])) for c in cells if c["cell_type"] == "markdown"]
         assert md and md[0].startswith("# ") and "\n> " in md[0], f"{nb.name}: needs an H1 title and a '>' summary"
 
+def test_docs_sidebar_lists_every_notebook_and_only_existing_ones():
+    import re
+    listed = set(re.findall(r"^\s*- ([\w/.-]+\.ipynb)\s*$", (ROOT/"nbs"/"sidebar.yml").read_text(), re.M))
+    present = {str(p.relative_to(ROOT/"nbs")) for p in (ROOT/"nbs").rglob("*.ipynb")
+               if not any(part.startswith(("_", ".")) for part in p.relative_to(ROOT/"nbs").parts)}
+    assert listed == present, f"nbs/sidebar.yml: missing {sorted(present - listed)}, not found {sorted(listed - present)}"
+
 def test_console_script_runs_the_quick_smoke_job(tmp_path, shared_data):
     exe = Path(sys.executable).parent/"cosmos-nb"
     assert exe.exists(), "the cosmos-nb console script is not installed (pip install -e .)"
