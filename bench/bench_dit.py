@@ -42,6 +42,7 @@ def parse_args(argv=None):
     p.add_argument("--width", type=int, default=160, help="latent width (160 = 1280 px)")
     p.add_argument("--text-len", type=int, default=512)
     p.add_argument("--compile", action="store_true", help="torch.compile every block (compile time is excluded)")
+    p.add_argument("--ac-skip", type=int, default=0, help="leave activation checkpointing off in the last N blocks (spends spare memory on speed)")
     p.add_argument("--ac", default="on", choices=["on", "off", "save_attention"],
                    help="activation checkpointing for forward+backward: on (recompute all), off, save_attention (selective: keep self-attention outputs)")
     p.add_argument("--sdpa-backends", default="cudnn,flash,efficient,math",
@@ -264,7 +265,9 @@ def main(argv=None):
     elif not args.no_backward:
         model.train()
         apply_activation_checkpointing(model, args.ac != "off", "save_attention" if args.ac == "save_attention" else "full")
+        for block in list(model.blocks.values())[len(model.blocks) - args.ac_skip:]: block.activation_checkpointing = False
         result["activation_checkpointing"] = args.ac
+        result["ac_skip_blocks"] = args.ac_skip
         if args.lora:
             from cosmos_nb.lora import apply_lora
             from cosmos_nb.experiments import LoRAConfig

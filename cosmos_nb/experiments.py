@@ -90,6 +90,8 @@ class TrainerConfig:
     distributed: str = 'fsdp'                  # 'fsdp' (full fine-tune, FSDP2 per block) or 'ddp' (LoRA)
     activation_checkpointing: bool = True
     compile: bool = False                      # torch.compile each block
+    fp8: bool = False                          # LoRA only: the frozen base's block Linears in FP8 e4m3 (cosmos_nb.fp8); needs compute capability >= 8.9
+    fp8_backward: bool = False                 # with fp8: input gradients in FP8 too
     device: str = 'auto'                       # 'auto' (cuda when present), 'cuda', 'cpu'
     resume: str = 'auto'                       # 'auto': continue from the newest complete checkpoint; 'none': start fresh
     sample_every: int = 0                      # write preview videos every K iterations (0: never)

@@ -7,6 +7,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/fp8.html.md"""
 # %% ../nbs/06a_fp8.ipynb #68f2083b
 from __future__ import annotations
 from collections.abc import Callable
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -14,8 +15,8 @@ import torch.nn as nn
 from .dit import DITBuildingBlock
 
 # %% auto #0
-__all__ = ['FP8', 'FP8_PROJECTIONS', 'quantize_rowwise', 'dequantize_rowwise', 'fp8_available', 'fp8_mm', 'Float8Linear',
-           'fp8_targets', 'fp8_layers', 'fp8_buffer_names', 'convert_to_fp8', 'convert_from_fp8']
+__all__ = ['FP8', 'FP8_PROJECTIONS', 'quantize_rowwise', 'dequantize_rowwise', 'fp8_available', 'fp8_mm', 'fp8_linear',
+           'Float8Linear', 'fp8_targets', 'fp8_layers', 'fp8_buffer_names', 'convert_to_fp8', 'convert_from_fp8']
 
 # %% ../nbs/06a_fp8.ipynb #4ee9872c
 FP8 = torch.float8_e4m3fn  # 4 exponent bits, 3 mantissa bits, max 448: the format of weights, activations and gradients here
@@ -58,25 +59,36 @@ def fp8_mm(a_q: torch.Tensor, a_scale: torch.Tensor, # M×K fp8 (row-major) and 
     return y.to(out_dtype)
 
 
-class _Float8MatMul(torch.autograd.Function):
-    "x (M×K) @ Wᵀ with x quantized per token and W pre-quantized per output channel; backward gives grad x only."
-    @staticmethod
-    def forward(ctx, x, w_q, w_scale, wt_q, wt_scale, w_hp, fast_accum):
-        x_q, x_scale = quantize_rowwise(x)  # M×K fp8, M×1
-        ctx.save_for_backward(w_q, w_scale, wt_q, wt_scale, w_hp)
-        ctx.dtype = x.dtype
-        return fp8_mm(x_q, x_scale, w_q, w_scale, x.dtype, fast_accum)  # M×N
+@torch.library.custom_op("cosmos_nb::fp8_linear", mutates_args=())
+def fp8_linear(x: torch.Tensor, # M×K activations: the op reads only their dtype; autograd sends grad x here
+               x_q: torch.Tensor, x_scale: torch.Tensor, # x quantized per token (M×K fp8, M×1), computed by the caller
+               w_q: torch.Tensor, w_scale: torch.Tensor, # W quantized per output channel (N×K fp8, 1×N)
+               w_hp: Optional[torch.Tensor], # the full-precision W for a bf16 backward (None: dequantize w_q)
+               wt_q: Optional[torch.Tensor], wt_scale: Optional[torch.Tensor], # W per input channel (K×N fp8, 1×K) for an fp8 backward
+               fast_accum: bool) -> torch.Tensor:
+    "x·Wᵀ (M×N) from the quantized operands, as one opaque op whose backward gives grad x only (the weight is frozen)."
+    return fp8_mm(x_q, x_scale, w_q, w_scale, x.dtype, fast_accum)
 
-    @staticmethod
-    def backward(ctx, grad_y):
-        w_q, w_scale, wt_q, wt_scale, w_hp = ctx.saved_tensors
-        if wt_q is not None:  # fp8: grad_y per token, W per input channel
-            g_q, g_scale = quantize_rowwise(grad_y)  # M×N fp8, M×1
-            grad_x = fp8_mm(g_q, g_scale, wt_q, wt_scale, ctx.dtype)  # M×K
-        else:  # bf16 / fp32: the kept weight, or the fp8 weight dequantized
-            w = w_hp if w_hp is not None else dequantize_rowwise(w_q, w_scale.t(), grad_y.dtype)
-            grad_x = (grad_y @ w.to(grad_y.dtype)).to(ctx.dtype)  # M×K
-        return grad_x, None, None, None, None, None, None
+@fp8_linear.register_fake
+def _(x, x_q, x_scale, w_q, w_scale, w_hp, wt_q, wt_scale, fast_accum): return x.new_empty(x.shape[0], w_q.shape[0])
+
+def _fp8_linear_setup(ctx, inputs, output):
+    x, x_q, x_scale, w_q, w_scale, w_hp, wt_q, wt_scale, fast_accum = inputs
+    ctx.save_for_backward(w_q, w_scale, w_hp, wt_q, wt_scale)
+    ctx.x_dtype = x.dtype
+
+def _fp8_linear_backward(ctx, grad_y):
+    w_q, w_scale, w_hp, wt_q, wt_scale = ctx.saved_tensors
+    if wt_q is not None:  # fp8: grad_y per token, W per input channel
+        g_q, g_scale = quantize_rowwise(grad_y)  # M×N fp8, M×1
+        grad_x = fp8_mm(g_q, g_scale, wt_q, wt_scale, ctx.x_dtype)  # M×K
+    else:  # bf16 / fp32: the kept weight, or the fp8 weight dequantized
+        w = w_hp if w_hp is not None else dequantize_rowwise(w_q, w_scale.t(), grad_y.dtype)
+        grad_x = (grad_y @ w.to(grad_y.dtype)).to(ctx.x_dtype)  # M×K
+    return grad_x, None, None, None, None, None, None, None, None
+
+fp8_linear.register_autograd(_fp8_linear_backward, setup_context=_fp8_linear_setup)
+
 
 # %% ../nbs/06a_fp8.ipynb #7ed48472
 _FP8_BUFFERS = ("weight_fp8", "weight_scale", "weight_t_fp8", "weight_t_scale")
@@ -118,7 +130,8 @@ class Float8Linear(nn.Module):
     def forward(self, x): # (..., K) bf16 or float32
         x2 = x.reshape(-1, self.in_features)  # M, K
         w_hp = self.weight if self.keep_weight else None
-        y = _Float8MatMul.apply(x2, self.weight_fp8, self.weight_scale, self.weight_t_fp8, self.weight_t_scale, w_hp, self.fast_accum)  # M, N
+        x_q, x_scale = quantize_rowwise(x2.detach())  # M×K fp8, M×1: plain tensor code, which torch.compile fuses with what precedes it
+        y = fp8_linear(x2, x_q, x_scale, self.weight_fp8, self.weight_scale, w_hp, self.weight_t_fp8, self.weight_t_scale, self.fast_accum)  # M, N
         if self.bias is not None: y = y + self.bias.to(y.dtype)
         return y.reshape(*x.shape[:-1], self.out_features)  # ..., N
 

@@ -28,6 +28,7 @@ from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_
 from .data import VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
+from .fp8 import convert_to_fp8, fp8_available, fp8_buffer_names
 from .experiments import ExperimentConfig, get_experiment
 from .tokenizer import make_tokenizer
 from .video import write_video
@@ -170,6 +171,14 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
     if t.distributed not in ('fsdp', 'ddp'): raise ValueError(f"trainer.distributed={t.distributed!r}: use 'fsdp' or 'ddp'")
     if lora and t.distributed == 'fsdp':
         raise ValueError('LoRA runs replicate the frozen base on every GPU as upstream does: set trainer.distributed=ddp')
+    if t.fp8 and not lora:
+        raise ValueError('trainer.fp8=true needs lora.enabled=true: FP8 is for frozen weights (the base under LoRA), and a full '
+                         'fine-tune trains every Linear; set trainer.fp8=false')
+    if t.fp8_backward and not t.fp8: raise ValueError('trainer.fp8_backward=true only applies with trainer.fp8=true: set both, or neither')
+    if t.fp8 and not fp8_available(env.device):
+        raise RuntimeError(f'trainer.fp8=true, but {torch.cuda.get_device_name(env.device)} (compute capability '
+                           f'{".".join(map(str, torch.cuda.get_device_capability(env.device)))}) has no FP8 matmul: it needs >= 8.9 '
+                           '(Ada, H100, H200, Blackwell); set trainer.fp8=false')
     cuda = env.device.type == 'cuda'
     weights = start_weights(cfg) if cfg.checkpoint.load_path else None
     seed_everything(t.seed)                                  # the same initial weights (and adapters) on every rank
@@ -200,6 +209,9 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
     if lora:
         from cosmos_nb.lora import apply_lora
         apply_lora(model, cfg.lora, dtype=torch.float32)
+        if t.fp8:                                                # the frozen base's block Linears in FP8 (weights kept: same keys)
+            convert_to_fp8(model, fp8_backward=t.fp8_backward)
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, fp8_buffer_names(model))  # not broadcast
     elif cuda: model.autocast_dtype = torch.bfloat16
     wrapped = DistributedDataParallel(model, device_ids=[env.device.index] if cuda else None,   # buffers are synced (upstream)
                                       find_unused_parameters=False, static_graph=True)

@@ -1,7 +1,7 @@
 """The trainer in real processes: 2-process torchrun (gloo) runs of the tiny LoRA (DDP) and full (FSDP2) recipes, a SIGKILL
 in the middle of a checkpoint write, exact resume; and in-process checks (NaN stop, resume refusal, cached latents,
 previews under FSDP2, the command line)."""
-import json, os, signal, subprocess, sys, time
+import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 
 import pytest
@@ -319,3 +319,34 @@ def test_lora_with_ema_saves_upstream_ema_names_and_resumes_exactly(world, tmp_p
     sd, _, used = read_lora_checkpoint(run_dir(tmp_path/'A', 'lora')/'checkpoints'/'iter_000000004_model.pt')
     assert used and not torch.equal(sd['net.blocks.block0.blocks.0.block.attn.to_q_lora.net.0.weight'],
                                     f['A']['model']['net.blocks.block0.blocks.0.block.attn.to_q_lora.net.0.weight'])
+
+
+def test_lora_on_an_fp8_base_trains_keeps_upstream_keys_and_resumes_exactly(world, tmp_path, monkeypatch, one_thread):
+    "trainer.fp8=true (CPU `torch._scaled_mm`): finite loss, trained adapters, the same checkpoint keys as a bf16/fp32 run, exact resume."
+    base = overrides('lora', world)[:2] + ['checkpoint.save_iter=2', 'trainer.max_iter=4']
+    fp8 = base + ['trainer.fp8=true']
+    for root, over in (('plain', base), ('A', fp8), ('B', fp8[:-2] + ['trainer.max_iter=2', 'trainer.fp8=true'])):
+        monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path/root))
+        out = T.train(TINY['lora'], over)
+        assert math.isfinite(out['loss'])
+    monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path/'B'))
+    assert T.train(TINY['lora'], fp8)['resumed_from'] == 2                               # resume the fp8 run
+    ck = {r: run_dir(tmp_path/r, 'lora')/'checkpoints' for r in ('plain', 'A', 'B')}
+    f = {r: load_file(c/'iter_000000004_model.pt') for r, c in ck.items()}
+    assert list(f['A']['model']) == list(f['plain']['model'])                           # exactly upstream's keys, in order
+    assert all(f['A']['model'][k].dtype == v.dtype for k, v in f['plain']['model'].items())
+    start = load_file(world/'start.pt')
+    assert all(torch.equal(f['A']['model'][k], start[k].float()) for k in start)         # the base: frozen, saved as loaded
+    lora_b = [k for k in f['A']['model'] if '_lora.net.1.' in k]
+    assert lora_b and all(f['A']['model'][k].abs().sum() > 0 for k in lora_b)           # the adapters (B starts at 0) were trained
+    assert any(not torch.equal(f['A']['model'][k], f['plain']['model'][k]) for k in lora_b)   # through the fp8 forward
+    adapters = {r: load_file(ck[r]/'iter_000000004_lora_adapter.pt')['lora'] for r in ('plain', 'A')}
+    assert adapters['A'].keys() == adapters['plain'].keys()
+    assert same(f['A'], f['B'])                                                          # 2 + resume 2 == 4, bit for bit
+    losses = [r['loss'] for r in T.read_metrics(run_dir(tmp_path/'A', 'lora')/'metrics.jsonl')]
+    assert len(losses) == 4 and all(map(math.isfinite, losses))
+    with pytest.raises(ValueError, match='lora.enabled=true'): T.train(TINY['full'], overrides('full', world)[:2] + ['trainer.fp8=true'])
+    with pytest.raises(ValueError, match='trainer.fp8_backward=true only'): T.train(TINY['lora'], base + ['trainer.fp8_backward=true'])
+    monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path/'C'))                                 # input gradients in fp8 too
+    assert math.isfinite(T.train(TINY['lora'], fp8 + ['trainer.fp8_backward=true', 'trainer.max_iter=2'])['loss'])
+    assert not dist.is_initialized()

@@ -14,6 +14,7 @@ from cosmos_nb.diffusion import Video2WorldDiffusion
 from cosmos_nb.dit import VideoExtendDiT, dit_state_dict_for_upstream
 from cosmos_nb.download import HubError
 from cosmos_nb.experiments import get_experiment
+from cosmos_nb.fp8 import fp8_available, fp8_layers
 from cosmos_nb.lora import apply_lora, lora_layers
 from cosmos_nb.pretrained import (GUARDRAIL_REPOS, MD5_CHECKSUMS, T5_REPO, TOKENIZER_REPO, CheckpointRepo, ExportError,
                                   VerificationError, checkpoint_plan, download_checkpoints, download_checkpoints_main, download_repo,
@@ -201,6 +202,58 @@ def test_offloading_frees_t5_and_sends_the_dit_away_before_decoding(ck, shared_d
     assert out.video.shape == (9, 3, 32, 32)
     assert pipe._t5 is None                                            # T5 freed after encoding
     assert order[:2] == ['dit_off', 'decode']                          # the DiT leaves before the decoder runs
+
+
+def test_parser_lists_fp8_and_compile_off_by_default():
+    a = video2world_parser().parse_args([])
+    assert (a.fp8, a.compile) == (False, False)
+    assert video2world_parser().parse_args(['--fp8', '--compile']).fp8
+    helptext = ' '.join(video2world_parser().format_help().split())     # argparse wraps lines
+    assert '--fp8' in helptext and '--compile' in helptext and 'compute capability >= 8.9' in helptext
+
+
+def test_fp8_cli_writes_a_video_close_to_the_full_precision_one(ck, tmp_path, shared_data, monkeypatch):
+    quantized, to_fp8 = [], v2w._to_fp8
+    monkeypatch.setattr(v2w, '_to_fp8', lambda net, device: (quantized.append(str(device)), to_fp8(net, device))[1])
+    common = ['--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'a red circle',
+              *SMALL, *QUIET]
+    ref, err = run_cli(*common, '--video_save_folder', tmp_path / 'ref'); assert err is None, err
+    assert quantized == []
+    f8, err = run_cli(*common, '--fp8', '--video_save_folder', tmp_path / 'fp8'); assert err is None, err
+    assert quantized == ['cpu']                                             # --fp8 reached the DiT
+    from cosmos_nb.video import read_video
+    a, b = read_video(ref[0])[0], read_video(f8[0])[0]
+    assert a.shape == b.shape == (17, 3, 32, 48)
+    assert (a.float() - b.float()).abs().mean() < 2                       # of 255: the same video up to FP8 rounding
+
+
+def test_fp8_pipeline_quantizes_the_block_linears_and_stays_close(ck):
+    kw = dict(device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    ref, f8 = (Video2WorldPipeline(ck, fp8=on, **kw)._diffusion_model().net for on in (False, True))
+    layers = fp8_layers(f8)
+    assert not fp8_layers(ref) and len(layers) == 2 * (4 + 2 + 2)          # 2 blocks: FA q,k,v,out; CA q,out; MLP 2
+    assert all(not m.keep_weight and m.weight_fp8.dtype == torch.float8_e4m3fn for m in layers.values())   # frozen: no bf16 copy
+    x, t, emb = torch.randn(1, 16, 3, 4, 4), torch.tensor([0.3]), torch.randn(1, 8, 32)
+    with torch.no_grad(): y, y8 = ref(x, t, emb), f8(x, t, emb)
+    rel = ((y8 - y).norm() / y.norm()).item()
+    assert 0 < rel < 0.05                                                  # a few % relative, as on the 7B model
+
+
+def test_compile_flag_compiles_the_dit_blocks(ck):
+    pipe = Video2WorldPipeline(ck, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False,
+                               compile=True, fp8=True)
+    net = pipe._diffusion_model().net
+    assert fp8_layers(net) and all(b._compiled_call_impl is not None for b in net.blocks.values())
+
+
+def test_fp8_without_fp8_hardware_fails_before_any_model_loads(ck, tmp_path, shared_data, monkeypatch):
+    monkeypatch.setattr(v2w, 'fp8_available', lambda device=None: False)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: 'NVIDIA A100-SXM4-80GB')
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: (8, 0))
+    monkeypatch.setattr(v2w, 'load_video2world_dit', lambda *a, **k: pytest.fail('the DiT was loaded'))
+    _, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
+                     '--fp8', '--video_save_folder', tmp_path, *SMALL, *QUIET)
+    assert err.startswith('error: --fp8') and 'A100' in err and '8.0' in err and '>= 8.9' in err and 'leave --fp8 out' in err
 
 
 def test_strict_load_names_the_bad_key(ck_copy, shared_data, tmp_path):
@@ -490,3 +543,16 @@ def test_context_parallel_on_two_gpus_equals_one_gpu(ck, tmp_path, shared_data):
     a, b = read_video(tmp_path / 'one' / 'output.mp4')[0], read_video(tmp_path / 'two' / 'output.mp4')[0]
     assert a.shape == b.shape == (17, 3, 64, 96)
     assert (a.float() - b.float()).abs().mean() < 2     # bf16 sums in another order: the same video up to rounding
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or not fp8_available('cuda'), reason='needs a GPU with FP8 (compute capability >= 8.9)')
+def test_fp8_on_the_gpu_with_an_offloaded_dit(ck, shared_data):
+    "--fp8 with --offload_diffusion_transformer: quantized on the GPU, waits on the CPU in FP8, a video close to the bf16 one."
+    kw, gen = dict(device='cuda', disable_prompt_upsampler=True, disable_guardrail=True, progress=False), dict(num_video_frames=17, height=64, width=64, num_steps=3)
+    ref = Video2WorldPipeline(ck, **kw).generate(shared_data / 'video2world_input0.jpg', 'p', **gen)
+    pipe = Video2WorldPipeline(ck, fp8=True, offload_diffusion_transformer=True, **kw)
+    out = pipe.generate(shared_data / 'video2world_input0.jpg', 'p', **gen)
+    layers = fp8_layers(pipe._model.net)
+    assert layers and all(m.weight_fp8.device.type == 'cpu' and m.weight_fp8.dtype == torch.float8_e4m3fn for m in layers.values())
+    assert out.video.shape == ref.video.shape and (out.video.float() - ref.video.float()).abs().mean() < 2
