@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.dit import (SDPA_BACKENDS, DiTConfig, VideoExtendDiT, apply_activation_checkpointing, compile_blocks,
-                           dit_forward_flops)
+                           dit_forward_flops, dit_step_flops)
 from cosmos_nb.fp8 import convert_from_fp8, convert_to_fp8, fp8_available, fp8_layers, fp8_mm, quantize_rowwise
 
 DATASHEET_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.4}
@@ -291,10 +291,13 @@ def main(argv=None):
         try:
             if device.type == "cuda": torch.cuda.reset_peak_memory_stats()
             fb, fb_all = time_fn(step, device, warmup, iters)
-            useful = 2 if args.lora else 3       # LoRA: no weight gradients of the frozen base
-            tflops = useful * flops / fb / 1e12
+            # model FLOPs of the step: 3x forward; with frozen weights (LoRA) 2x forward + attention (dit_step_flops)
+            step_flops = dit_step_flops(cfg, T, H, W, batch=B, text_len=M, frozen_weights=bool(args.lora))
+            useful = step_flops / flops
+            tflops = step_flops / fb / 1e12
             result.update(fwdbwd_ms=round(fb * 1e3, 1), fwdbwd_ms_all=[round(t * 1e3, 1) for t in fb_all],
-                          fwdbwd_flops_counted=f"{useful}x forward", fwdbwd_tflops=round(tflops, 1), fwdbwd_mfu=round(tflops / peak, 4),
+                          fwdbwd_flops_counted=f"{useful:.3f}x forward" + (" (2x forward + attention: input gradients only)" if args.lora else ""),
+                          fwdbwd_tflops=round(tflops, 1), fwdbwd_mfu=round(tflops / peak, 4),
                           fwdbwd_hw_tflops=round((useful + (args.ac == "on")) * flops / fb / 1e12, 1) if args.ac != "save_attention" else None)
             if device.type == "cuda": result["fwdbwd_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         except torch.OutOfMemoryError as e:

@@ -27,7 +27,7 @@ __all__ = ['CHECKPOINT_POLICIES', 'SDPA_BACKENDS', 'DiTConfig', 'Patchify', 'Pat
            'GeneralDITTransformerBlock', 'FinalLayer', 'unpatchify', 'VideoExtendDiT', 'DiTLoadReport',
            'read_dit_checkpoint', 'load_dit_checkpoint', 'dit_state_dict_for_upstream',
            'apply_activation_checkpointing', 'apply_fsdp', 'cp_shard', 'cp_gather', 'apply_context_parallel',
-           'compile_blocks', 'dit_forward_flops']
+           'compile_blocks', 'dit_forward_flops', 'dit_attention_flops', 'dit_step_flops']
 
 # %% ../nbs/06_dit.ipynb #9bb6508f
 CHECKPOINT_POLICIES = ("full", "save_attention")  # what per-block activation checkpointing keeps
@@ -691,3 +691,19 @@ def dit_forward_flops(config: DiTConfig,
     final_adaln = 2 * (D * c.adaln_lora_dim + c.adaln_lora_dim * 2 * D if c.use_adaln_lora else 2 * D * D)
     embed = 2 * L * (c.in_channels + c.concat_padding_mask) * patch * D + 2 * L * D * patch * c.out_channels
     return batch * (c.num_blocks * block + t_mlp + final_adaln + embed)
+
+# %% ../nbs/06_dit.ipynb #4ff2d4f2
+def dit_attention_flops(config: DiTConfig,
+                        T: int, H: int, W: int, # latent frames, height, width
+                        batch: int = 1,
+                        text_len: int = 512): # T5 tokens
+    "The part of `dit_forward_flops` in activation×activation products (q·kᵀ and p·v of self- and cross-attention), which have no weights."
+    c = config
+    L = (T // c.patch_temporal) * (H // c.patch_spatial) * (W // c.patch_spatial)
+    return batch * c.num_blocks * (4 * L * L * c.model_channels + 4 * L * text_len * c.model_channels)
+
+def dit_step_flops(config: DiTConfig, T: int, H: int, W: int, batch: int = 1, text_len: int = 512,
+                   frozen_weights: bool = False): # True for LoRA: no weight gradients of the base
+    "Model FLOPs of a training step (forward + backward, recomputation not counted): 3× forward, or 2× forward + attention with frozen weights."
+    fwd = dit_forward_flops(config, T, H, W, batch, text_len)
+    return 2 * fwd + dit_attention_flops(config, T, H, W, batch, text_len) if frozen_weights else 3 * fwd
