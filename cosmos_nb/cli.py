@@ -42,3 +42,6 @@ def main(argv: list[str]|None=None) -> int:
     mod, fn, _ = COMMANDS[cmd]
     getattr(importlib.import_module(mod), fn)(rest)
     return 0
+
+if __name__ == '__main__': sys.exit(main())   # python -m cosmos_nb.cli ... works like the console script
+

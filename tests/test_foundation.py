@@ -53,6 +53,10 @@ def test_console_script_runs_the_quick_smoke_job(tmp_path, shared_data):
     assert Image.open(tmp_path/"smoke_sheet.png").size[0] > 0
     assert "wrote" in out.stdout
 
+def test_python_dash_m_cli_is_the_console_script():
+    out = subprocess.run([sys.executable, "-m", "cosmos_nb.cli", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "usage: cosmos-nb COMMAND" in out.stdout and "video2world" in out.stdout
+
 def test_console_script_help_lists_commands_and_rejects_unknown():
     exe = Path(sys.executable).parent/"cosmos-nb"
     h = subprocess.run([str(exe), "--help"], capture_output=True, text=True)
