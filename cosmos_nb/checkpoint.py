@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict)
 
-from .config import atomic_write, atomic_torch_save
+from .config import atomic_write, atomic_torch_save, load_torch_file
 
 # %% auto #0
 __all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'PAUSE_ENV', 'checkpoint_name',
@@ -46,11 +46,7 @@ def load_file(path: str|Path) -> dict: # a checkpoint file
     "`torch.load(path, weights_only=True)` on the CPU, memory-mapped when the file allows it."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'checkpoint file {path} does not exist')
-    try:
-        try: return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
-        except RuntimeError as e:
-            if 'mmap' not in str(e) and 'zip' not in str(e): raise
-            return torch.load(path, map_location='cpu', weights_only=True)   # legacy (non-zip) files cannot be mmapped
+    try: return load_torch_file(path, 'checkpoint file')
     except Exception as e:
         raise ValueError(f'{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:300]}); '
                          'it may be truncated or not a torch file: delete it, or point to another checkpoint') from e

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 # %% auto #0
-__all__ = ['atomic_write', 'atomic_torch_save', 'Settings', 'load_settings', 'parse_value', 'config_fields', 'apply_overrides',
-           'config_to_dict', 'config_from_dict']
+__all__ = ['atomic_write', 'atomic_torch_save', 'load_torch_file', 'Settings', 'load_settings', 'parse_value', 'config_fields',
+           'apply_overrides', 'config_to_dict', 'config_from_dict']
 
 # %% ../nbs/01_config.ipynb #3670d260
 def _umask() -> int:
@@ -45,6 +45,19 @@ def atomic_torch_save(obj, # anything `torch.save` accepts
     import torch
     with atomic_write(path, 'wb') as f: torch.save(obj, f)
     return Path(path)
+
+def load_torch_file(path, # a file written by `torch.save`
+                    what: str='checkpoint', # what the file is, for the error when it is missing
+                    hint: str='') -> Any: # appended to that error: how to get the file
+    "`torch.load(weights_only=True)` to the CPU, memory-mapped when the file allows it; never runs pickled code."
+    import io, torch
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'{what} {path} does not exist' + (f' ({hint})' if hint else ''))
+    with torch.serialization.safe_globals([io.BytesIO, bytes]):  # Transformer Engine's _extra_state; the rest: tensors, containers
+        try: return torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if 'mmap' not in str(e) and 'zip' not in str(e): raise
+            return torch.load(path, map_location='cpu', weights_only=True)   # legacy (non-zip) files cannot be memory-mapped
 
 # %% ../nbs/01_config.ipynb #650e9259
 @dataclass

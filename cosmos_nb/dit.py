@@ -20,6 +20,8 @@ from torch.distributed.tensor import DTensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts, CheckpointPolicy
 
+from .config import load_torch_file
+
 # %% auto #0
 __all__ = ['CHECKPOINT_POLICIES', 'SDPA_BACKENDS', 'DiTConfig', 'Patchify', 'PatchEmbed', 'VideoRopePosition3DEmb',
            'rope_cos_sin', 'apply_rotary_pos_emb', 'normalize', 'LearnablePosEmbAxis', 'Timesteps', 'TimestepEmbedding',
@@ -550,11 +552,7 @@ def read_dit_checkpoint(path, # a `model.pt` / trainer `*_model.pt` file, or an 
     "Read a Cosmos checkpoint -> (`net` state dict without prefix, `logvar` state dict, dropped `_extra_state` keys, used_ema)."
     if isinstance(path, Mapping): sd = dict(path)
     else:
-        path = Path(path)
-        if not path.is_file(): raise FileNotFoundError(f"DiT checkpoint {path} does not exist (download it first, see cosmos_nb.download)")
-        with torch.serialization.safe_globals([io.BytesIO, bytes]):  # TE _extra_state; everything else must be tensors
-            try: sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError: sd = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files cannot be mmapped
+        sd = load_torch_file(path, "DiT checkpoint", "download it first: cosmos-nb download-checkpoints")
     ema = None
     if isinstance(sd.get("model"), Mapping): sd, ema = dict(sd["model"]), sd.get("ema")
     if use_ema:

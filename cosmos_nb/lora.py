@@ -17,7 +17,7 @@ from torch.distributed.tensor import DTensor
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 
-from .config import atomic_torch_save
+from .config import atomic_torch_save, load_torch_file
 from .dit import VideoExtendDiT, DiTLoadReport, load_dit_checkpoint, dit_state_dict_for_upstream
 from .experiments import LoRAConfig
 
@@ -149,21 +149,12 @@ def save_lora_adapter(model: nn.Module, # the DiT (or a module holding it at `.n
     return Path(path)
 
 # %% ../nbs/09_lora.ipynb #877985b4
-def _load_file(path) -> dict:
-    "torch.load a checkpoint safely (weights_only; TE `_extra_state` BytesIO allowed), memory-mapped when possible."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"LoRA checkpoint {path} does not exist")
-    with torch.serialization.safe_globals([io.BytesIO, bytes]):
-        try: return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError: return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) file
-
-
 def read_lora_checkpoint(path: str | Path | Mapping, # adapter file, upstream `iter_N_model.pt`, flat state dict (or such a dict)
                          use_ema: bool | None = None, # None: the EMA LoRA weights if the file has them; True: require them; False: ignore
                         ) -> tuple[dict, dict, bool]:
     "`(state dict in upstream names with 'net.', metadata, used_ema)` from any file that holds LoRA tensors."
     source = "state dict" if isinstance(path, Mapping) else str(path)
-    obj = dict(path) if isinstance(path, Mapping) else _load_file(path)
+    obj = dict(path) if isinstance(path, Mapping) else load_torch_file(path, "LoRA checkpoint")
     meta, ema = {}, None
     if isinstance(obj.get("lora"), Mapping): sd, meta = dict(obj["lora"]), dict(obj.get("metadata") or {})  # our adapter file
     elif isinstance(obj.get("model"), Mapping): sd, ema = dict(obj["model"]), obj.get("ema")  # upstream trainer file
