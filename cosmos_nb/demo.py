@@ -6,28 +6,75 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/demo.html.md"""
 
 # %% ../nbs/19_demo.ipynb #a23a4c55
 from __future__ import annotations
-import argparse, json, os, time
+import argparse, dataclasses, json, os, time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 import torch
+from PIL import Image
 from .config import atomic_write
 from .video import read_video, resize_video, write_video, contact_sheet, video_info, to_unit
 from .tokenizer import make_tokenizer
 from .data import make_synthetic_dataset, DatasetLayout, load_t5_pickle, pad_t5_embedding
-from .t5 import make_tiny_t5, load_t5, embed_dataset, encode_prompts
+from .t5 import make_tiny_t5, load_t5, embed_dataset
 from .experiments import get_experiment
 from .train import Trainer, init_distributed, read_metrics
 from .widgets import side_by_side, plot_metrics
 
 # %% auto #0
-__all__ = ['DEMO_OVERRIDES', 'DEFAULT_INPUTS', 'fit_latent_stats', 'continue_clips', 'cpu_demo', 'smoke', 'demo_main']
+__all__ = ['DEMO_SIZES', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'DEFAULT_INPUTS', 'DemoSize', 'fit_latent_stats', 'frame_mse',
+           'copy_last_frame', 'continue_clips', 'use_ema_weights', 'run_demo', 'smoke', 'demo_main']
 
 # %% ../nbs/19_demo.ipynb #74ec831b
-DEMO_OVERRIDES = ['tokenizer.kind=wavelet', 'tokenizer.path=', 'net.in_channels=193', 'net.out_channels=192',
-                  'data.video_size=(64,64)', 'data.num_frames=17', 'data.start_frame_interval=4',
-                  'trainer.distributed=ddp', 'trainer.sample_every=0', 'trainer.logging_iter=0', 'ema.enabled=false',
-                  'optimizer.lr=1e-3', 'data.batch_size=4']
+@dataclass(frozen=True)
+class DemoSize:
+    "One scale of the demo (data, network, training, sampling), sized for one kind of machine."
+    video_size: tuple[int, int] # (H, W) of every clip: a multiple of 4·patch_spatial
+    num_frames: int # frames of a training window and of a generated clip (1 + 4k for the wavelet)
+    n_input: int # conditioning frames at generation (1 + 4k): 5 → 2 latent frames, the most training conditions on
+    n_videos: int # synthetic training clips
+    n_heldout: int # held-out clips to continue
+    patch_spatial: int # DiT patch: a token carries patch²·192 wavelet numbers
+    model_channels: int # D of the DiT: at least patch²·192 (see above)
+    num_blocks: int # DiT blocks
+    num_heads: int # attention heads (head dim ≥ 18 for the 3D RoPE)
+    batch_size: int # clips per training step
+    lr: float # AdamW learning rate of both stages
+    base_iters: int # training iterations of the base model
+    lora_iters: int # LoRA post-training iterations
+    steps: int # sampler steps per generated clip
+    num_workers: int = 0 # data-loader processes
 
+    def __post_init__(self):
+        if self.model_channels < self.patch_spatial**2 * 192:
+            raise ValueError(f'model_channels={self.model_channels} < patch_spatial²·192 = {self.patch_spatial**2 * 192}: '
+                             'the net could not output every wavelet number of a token, and those would stay noise')
+
+    @property
+    def clip_frames(self) -> int: return 2 * self.num_frames - 1   # each clip holds several windows, all at one speed
+
+    def overrides(self, device: str='cpu') -> list[str]:
+        "Experiment overrides that set this size (add them to `DEMO_COMMON`)."
+        H, W = self.video_size
+        return [f'data.video_size=({H},{W})', f'data.num_frames={self.num_frames}', f'data.batch_size={self.batch_size}',
+                f'data.num_workers={self.num_workers}', f'net.patch_spatial={self.patch_spatial}',
+                f'net.model_channels={self.model_channels}', f'net.num_blocks={self.num_blocks}', f'net.num_heads={self.num_heads}',
+                f'optimizer.lr={self.lr}', f'trainer.device={device}']
+
+DEMO_SIZES: dict[str, DemoSize] = {
+    'tiny': DemoSize(video_size=(32, 32), num_frames=17, n_input=5, n_videos=24, n_heldout=3, patch_spatial=1,
+                     model_channels=192, num_blocks=2, num_heads=4, batch_size=4, lr=5e-4, base_iters=900, lora_iters=150, steps=20),
+    'small': DemoSize(video_size=(256, 256), num_frames=33, n_input=5, n_videos=64, n_heldout=4, patch_spatial=2,
+                      model_channels=768, num_blocks=6, num_heads=12, batch_size=8, lr=5e-4, base_iters=1500, lora_iters=300,
+                      steps=35, num_workers=4),
+}
+
+DEMO_COMMON = ['tokenizer.kind=wavelet', 'tokenizer.path=', 'net.in_channels=193', 'net.out_channels=192',
+               'data.start_frame_interval=4', 'trainer.distributed=ddp', 'trainer.sample_every=0', 'trainer.logging_iter=0',
+               'diffusion.noise_multiplier=1', 'diffusion.p_mean=-1.0', 'diffusion.p_std=1.4', 'diffusion.min_condition_frames=2']
+DEMO_OVERRIDES = DEMO_COMMON + DEMO_SIZES['tiny'].overrides()   # the tiny CPU settings as one list (the LoRA tutorial uses it)
+
+# %% ../nbs/19_demo.ipynb #6616e26f
 @contextmanager
 def _env(**kw):
     "Set environment variables for a block (the run folders follow `$OUTPUT_ROOT`, as upstream's)."
@@ -54,83 +101,115 @@ def _words(*dirs) -> list[str]:
     return sorted({w for d in dirs for p in DatasetLayout(d).root.glob('metas/*.txt') for w in p.read_text().lower().replace('.', ' ').replace(',', ' ').split()})
 
 # %% ../nbs/19_demo.ipynb #3fa9fadf
+def frame_mse(video: torch.Tensor, # uint8 3×T×H×W, generated (or a baseline)
+              truth: torch.Tensor, # uint8 3×T×H×W ground truth
+              n_input: int=5) -> torch.Tensor: # leading frames that were given, not generated
+    "Mean squared error per generated frame, in [0,1] pixel units: shape `(T - n_input,)`."
+    return ((video[:, n_input:].float() - truth[:, n_input:].float()) / 255).square().mean(dim=(0, 2, 3))
+
+def copy_last_frame(video: torch.Tensor, # uint8 3×T×H×W
+                    n_input: int=5) -> torch.Tensor:
+    "The baseline a model must beat: the last given frame, held for the rest of the clip."
+    return torch.cat([video[:, :n_input], video[:, n_input - 1:n_input].expand(-1, video.shape[1] - n_input, -1, -1)], 1)
+
 def continue_clips(model, # a `Video2WorldDiffusion` (here: `Trainer.inner`)
                    clips: list[dict], # {'video': uint8 3×T×H×W, 'emb': L×D embedding}
-                   n_input: int=5, steps: int=20, seed: int=0) -> tuple[list[torch.Tensor], float]:
-    "Generate each clip's continuation; returns the uint8 3×T×H×W videos and the mean squared error (in [0,1] units) of the generated frames."
+                   n_input: int=5, steps: int=20, seed: int=0) -> tuple[list[torch.Tensor], torch.Tensor]:
+    "Generate each clip's continuation; returns the uint8 3×T×H×W videos and the per-frame MSE of the generated frames (mean over clips)."
     model.eval(); outs, errs = [], []
     with torch.no_grad():
         for k, c in enumerate(clips):
             v = c['video'][None]                                                      # 1, 3, T, H, W
-            out = model.generate(v[:, :, :n_input], c['emb'][None], None, num_frames=v.shape[2], seed=seed + k, num_steps=steps)[0]
-            outs.append(out.cpu())
-            errs.append(((out[:, n_input:].float() - c['video'][:, n_input:].float()) / 255).square().mean().item())
+            out = model.generate(v[:, :, :n_input], c['emb'][None], None, num_frames=v.shape[2], seed=seed + k, num_steps=steps)[0].cpu()
+            outs.append(out); errs.append(frame_mse(out, c['video'], n_input))
     model.train()
-    return outs, sum(errs) / len(errs)
+    return outs, torch.stack(errs).mean(0)
 
 # %% ../nbs/19_demo.ipynb #92c4b401
-def cpu_demo(out_dir: str|Path='outputs/demo', # everything goes here: dataset, runs, videos, pictures, summary.json
-             base_iters: int=1500, # training iterations of the tiny base model
-             lora_iters: int=300, # LoRA post-training iterations
-             n_videos: int=24, # training clips
-             n_heldout: int=3, # held-out clips to continue
-             steps: int=20, # sampler steps per video
-             threads: int=1) -> dict: # CPU threads (1 is fastest at these sizes)
-    "The end-to-end CPU demo; returns (and writes) a summary with losses and errors before/after."
+def _heldout_clips(held: Path, num_frames: int) -> list[dict]:
+    "The first `num_frames` frames of every held-out clip, with caption and padded T5 embedding."
+    clips = []
+    for p in sorted((held/'videos').glob('*.mp4')):
+        v, _ = read_video(p, 0, num_frames, layout='CTHW')                                    # 3, T, H, W
+        clips.append(dict(stem=p.stem, video=v, caption=(held/'metas'/f'{p.stem}.txt').read_text().strip(),
+                          emb=pad_t5_embedding(load_t5_pickle(held/'t5_xxl'/f'{p.stem}.pickle')[0])[0]))
+    return clips
+
+def _sheet(rows: list[torch.Tensor], scale: int=2) -> Image.Image:
+    "Every other frame of each uint8 3×T×H×W clip as one row, rows stacked, scaled up by pixel repetition."
+    idx = torch.arange(0, rows[0].shape[1], 2)
+    grid = torch.cat([torch.cat(list(r[:, idx].permute(1, 0, 2, 3)), dim=-1) for r in rows], dim=-2)   # 3, rows·H, frames·W
+    im = Image.fromarray(grid.permute(1, 2, 0).numpy())
+    return im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+
+@torch.no_grad()
+def use_ema_weights(trainer: Trainer):
+    "Copy a finished run's EMA weights into its model: the weights upstream releases and samples with."
+    if trainer.ema is None: raise ValueError(f'{trainer.cfg.job.name} ran without an EMA (ema.enabled=false)')
+    for p, s in zip(trainer.ema.params, trainer.ema.shadow): p.copy_(s)
+
+def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: dataset, runs, videos, pictures, summary.json
+             size: str|DemoSize='tiny', # a `DEMO_SIZES` name or a `DemoSize`
+             device: str='cpu', # 'cpu' or 'cuda'
+             threads: int=1, # CPU threads (1 is fastest at the tiny size)
+             **changes) -> dict: # `DemoSize` fields to change, e.g. base_iters=30
+    "The end-to-end demo; returns (and writes) a summary with losses and held-out errors before/after."
+    z = dataclasses.replace(DEMO_SIZES[size] if isinstance(size, str) else size, **{k: v for k, v in changes.items() if v is not None})
     t0, out = time.time(), Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     prev_threads = torch.get_num_threads(); torch.set_num_threads(threads)
     try:
-        # 1. data: training clips and held-out clips (another seed), upstream layout
+        # 1. data: training clips and held-out clips (another seed), upstream layout, shapes at the same speed in both
         data, held = out/'datasets'/'synthetic', out/'datasets'/'heldout'
-        make_synthetic_dataset(data, n_videos=n_videos, num_frames=33, size=(64, 64), seed=0, toy_t5=False)
-        make_synthetic_dataset(held, n_videos=n_heldout, num_frames=17, size=(64, 64), seed=1234, toy_t5=False)
+        make_synthetic_dataset(data, n_videos=z.n_videos, num_frames=z.clip_frames, size=z.video_size, seed=0, toy_t5=False)
+        make_synthetic_dataset(held, n_videos=z.n_heldout, num_frames=z.clip_frames, size=z.video_size, seed=1234, toy_t5=False)
         # 2. text embeddings from a tiny T5 (the same code path as t5-11b)
         t5_dir = make_tiny_t5(out/'t5', words=_words(data, held), d_model=1024, num_layers=2)
         tok, enc = load_t5(str(t5_dir), device='cpu')
         for d in (data, held): embed_dataset(d, tok, enc, progress=False)
-        clips = []
-        for p in sorted((held/'videos').glob('*.mp4')):
-            v, _ = read_video(p, layout='CTHW')
-            clips.append(dict(stem=p.stem, video=v, caption=(held/'metas'/f'{p.stem}.txt').read_text().strip(),
-                              emb=pad_t5_embedding(load_t5_pickle(held/'t5_xxl'/f'{p.stem}.pickle')[0])[0]))
-        stats = fit_latent_stats(data, out/'wavelet_mean_std.pt')
-        common = DEMO_OVERRIDES + [f'data.dataset_dir={data}', f'tokenizer.path={stats}']
-        with _env(OUTPUT_ROOT=out/'runs'), init_distributed('cpu') as env:
+        clips = _heldout_clips(held, z.num_frames)
+        stats = fit_latent_stats(data, out/'wavelet_mean_std.pt', z.num_frames)
+        common = DEMO_COMMON + z.overrides(device) + [f'data.dataset_dir={data}', f'tokenizer.path={stats}']
+        gen = lambda m: continue_clips(m, clips, z.n_input, z.steps)
+        with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
             # 3. the base model (stand-in for the released 7B): full training from random weights
-            base_cfg = get_experiment('video2world_tiny_full_synthetic', common + [f'trainer.max_iter={base_iters}',
-                                      f'checkpoint.save_iter={base_iters}', 'trainer.resume=auto'])
+            base_cfg = get_experiment('video2world_tiny_full_synthetic', common + ['ema.enabled=true', f'trainer.max_iter={z.base_iters}',
+                                      f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto'])
             base = Trainer(base_cfg, env)
-            gen_random, err_random = continue_clips(base.inner, clips, steps=steps)
+            gen_random, err_random = gen(base.inner)
             base.fit()
-            gen_base, err_base = continue_clips(base.inner, clips, steps=steps)
-            base_ckpt = base.ckpt_dir/f'iter_{base_iters:09d}_reg_model.pt'
+            use_ema_weights(base)
+            gen_base, err_base = gen(base.inner)
+            base_ckpt = base.ckpt_dir/f'iter_{z.base_iters:09d}_ema_model.pt'      # like the released model.pt: EMA weights
             # 4. LoRA post-training on top of the frozen base
-            lora_cfg = get_experiment('video2world_tiny_lora_synthetic', common + [f'trainer.max_iter={lora_iters}',
-                                      f'checkpoint.save_iter={lora_iters}', f'checkpoint.load_path={base_ckpt}', 'trainer.resume=auto'])
+            lora_cfg = get_experiment('video2world_tiny_lora_synthetic', common + ['ema.enabled=false', f'trainer.max_iter={z.lora_iters}',
+                                      f'checkpoint.save_iter={z.lora_iters}', f'checkpoint.load_path={base_ckpt}', 'trainer.resume=auto'])
             lora = Trainer(lora_cfg, env)
             lora.fit()
-            gen_lora, err_lora = continue_clips(lora.inner, clips, steps=steps)
-        # 5. pictures and videos: per held-out clip one mp4 (random | base | LoRA | truth); a contact sheet of the first clip
+            gen_lora, err_lora = gen(lora.inner)
+        err_copy = torch.stack([frame_mse(copy_last_frame(c['video'], z.n_input), c['video'], z.n_input) for c in clips]).mean(0)
+        # 5. pictures and videos: per held-out clip one mp4 (random | base | LoRA | truth); a contact sheet of every clip
         (out/'videos').mkdir(exist_ok=True)
         for c, r, b, l in zip(clips, gen_random, gen_base, gen_lora):
-            sbs = side_by_side(*(x.permute(1, 0, 2, 3) for x in (r, b, l, c['video'])), height=64)   # T, 3, 64, 4·64 + gaps
+            sbs = side_by_side(*(x.permute(1, 0, 2, 3) for x in (r, b, l, c['video'])), height=max(64, z.video_size[0]))   # T, 3, h, 4·w + gaps
             write_video(out/'videos'/f"{c['stem']}_random_base_lora_truth.mp4", sbs, fps=8)
-        idx = torch.arange(0, clips[0]['video'].shape[1], 2)                              # every other frame
-        rows = [x[:, idx].permute(1, 0, 2, 3) for x in (gen_random[0], gen_base[0], gen_lora[0], clips[0]['video'])]
-        grid = torch.cat([torch.cat(list(r), dim=-1) for r in rows], dim=-2)              # 3, 4·64, frames·64: rows random/base/LoRA/truth
-        sheet = contact_sheet(grid[None], n=1, width=grid.shape[-1])
+        sheet = _sheet([x for c, r, b, l in zip(clips, gen_random, gen_base, gen_lora) for x in (r, b, l, c['video'])],
+                       scale=max(1, 128 // z.video_size[0]))
         with atomic_write(out/'contact_sheet.png', 'wb') as f: sheet.save(f, format='PNG')
         import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
         m_base, m_lora = read_metrics(base.run_dir/'metrics.jsonl'), read_metrics(lora.run_dir/'metrics.jsonl')
-        fig = plot_metrics(m_base + [dict(r, iteration=r['iteration'] + base_iters) for r in m_lora], keys=('loss', 'lr'))
-        fig.axes[0].axvline(base_iters, color='k', ls='--', lw=.8); fig.axes[0].text(base_iters, fig.axes[0].get_ylim()[1], ' LoRA', va='top')
+        fig = plot_metrics(m_base + [dict(r, iteration=r['iteration'] + z.base_iters) for r in m_lora], keys=('loss', 'lr'))
+        fig.axes[0].axvline(z.base_iters, color='k', ls='--', lw=.8); fig.axes[0].text(z.base_iters, fig.axes[0].get_ylim()[1], ' LoRA', va='top')
         with atomic_write(out/'loss_curve.png', 'wb') as f: fig.savefig(f, format='png', dpi=90)
         plt.close(fig)
         mean = lambda rows: sum(r['loss'] for r in rows) / max(len(rows), 1)
-        k = max(1, min(25, base_iters // 5))
+        k = max(1, min(25, z.base_iters // 5))
         summary = dict(
+            size=dataclasses.asdict(z), device=device,
             loss_base_first=mean(m_base[:k]), loss_base_last=mean(m_base[-k:]), loss_lora_first=mean(m_lora[:k]), loss_lora_last=mean(m_lora[-k:]),
-            heldout_mse_random=err_random, heldout_mse_base=err_base, heldout_mse_lora=err_lora,
+            heldout_mse_random=err_random.mean().item(), heldout_mse_base=err_base.mean().item(), heldout_mse_lora=err_lora.mean().item(),
+            heldout_mse_copy_last=err_copy.mean().item(),
+            heldout_mse_per_frame={name: [round(x, 5) for x in e.tolist()] for name, e in
+                                   dict(random=err_random, base=err_base, lora=err_lora, copy_last=err_copy).items()},
             videos=sorted(str(p) for p in (out/'videos').glob('*.mp4')), contact_sheet=str(out/'contact_sheet.png'),
             loss_curve=str(out/'loss_curve.png'), base_checkpoint=str(base_ckpt),
             lora_checkpoint_dir=str(lora.ckpt_dir), seconds=round(time.time() - t0, 1))
@@ -163,15 +242,21 @@ def smoke(input_path: str|Path|None=None, # a video (default: the shipped upstre
 
 # %% ../nbs/19_demo.ipynb #c1224cec
 def demo_main(argv: list[str]|None=None):
-    "`cosmos-nb demo`: the CPU demo."
-    p = argparse.ArgumentParser(prog='cosmos-nb demo', description='The end-to-end CPU demo: synthetic data, tiny T5, a tiny base '
-                                'model, LoRA post-training, generation from held-out first frames (mp4s, contact sheet, loss curve).')
+    "`cosmos-nb demo`: the end-to-end demo (tiny on CPU by default; `--device cuda --size small` on one GPU)."
+    p = argparse.ArgumentParser(prog='cosmos-nb demo', description='The end-to-end demo: synthetic data, tiny T5, a tiny base '
+                                'model, LoRA post-training, generation from held-out first frames (mp4s, contact sheet, loss curve). '
+                                'Sizes: ' + '; '.join(f'{n}: {z.video_size[0]}x{z.video_size[1]}x{z.num_frames}, D={z.model_channels}, '
+                                f'{z.num_blocks} blocks, {z.base_iters}+{z.lora_iters} iterations' for n, z in DEMO_SIZES.items()) + '.')
     p.add_argument('--out', default='outputs/demo', help='output folder (default: outputs/demo)')
-    p.add_argument('--base_iters', type=int, default=1500, help='training iterations of the tiny base model (default: 1500)')
-    p.add_argument('--lora_iters', type=int, default=300, help='LoRA post-training iterations (default: 300)')
-    p.add_argument('--n_videos', type=int, default=24, help='synthetic training clips (default: 24)')
-    p.add_argument('--n_heldout', type=int, default=3, help='held-out clips to continue (default: 3)')
-    p.add_argument('--steps', type=int, default=20, help='sampler steps per generated video (default: 20)')
+    p.add_argument('--size', default='tiny', choices=list(DEMO_SIZES),
+                   help='preset: tiny (2 CPU cores, under 10 minutes) or small (one GPU, a few minutes) (default: tiny)')
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help='where to train and generate (default: cpu)')
+    p.add_argument('--threads', type=int, default=1, help='CPU threads for torch (default: 1, fastest at the tiny size)')
+    p.add_argument('--base_iters', type=int, default=None, help="training iterations of the base model (default: the size's)")
+    p.add_argument('--lora_iters', type=int, default=None, help="LoRA post-training iterations (default: the size's)")
+    p.add_argument('--n_videos', type=int, default=None, help="synthetic training clips (default: the size's)")
+    p.add_argument('--n_heldout', type=int, default=None, help="held-out clips to continue (default: the size's)")
+    p.add_argument('--steps', type=int, default=None, help="sampler steps per generated video (default: the size's)")
     p.add_argument('--quick', action='store_true', help='only the video smoke test: decode, resize, write an mp4 and a contact sheet')
     p.add_argument('--input', default=None, help='with --quick: the input video (default: the shipped upstream example)')
     a = p.parse_args(argv)
@@ -179,12 +264,13 @@ def demo_main(argv: list[str]|None=None):
         s = smoke(a.input, a.out)
         print(f"wrote {s['output']} ({s['output_frames']} frames) and {s['sheet']} in {s['seconds']} s")
         return s
-    s = cpu_demo(a.out, a.base_iters, a.lora_iters, a.n_videos, a.n_heldout, a.steps)
-    print(f"\ncosmos-nb CPU demo finished in {s['seconds']} s")
+    s = run_demo(a.out, a.size, a.device, a.threads, base_iters=a.base_iters, lora_iters=a.lora_iters, n_videos=a.n_videos,
+                 n_heldout=a.n_heldout, steps=a.steps)
+    print(f"\ncosmos-nb demo ({a.size}, {a.device}) finished in {s['seconds']} s")
     print(f"  training loss, base model:    {s['loss_base_first']:+.4f} -> {s['loss_base_last']:+.4f}")
     print(f"  training loss, LoRA stage:    {s['loss_lora_first']:+.4f} -> {s['loss_lora_last']:+.4f}")
     print(f"  held-out continuation error (MSE, [0,1] pixels): random {s['heldout_mse_random']:.4f}, "
-          f"base {s['heldout_mse_base']:.4f}, after LoRA {s['heldout_mse_lora']:.4f}")
+          f"base {s['heldout_mse_base']:.4f}, after LoRA {s['heldout_mse_lora']:.4f} (copying the last given frame: {s['heldout_mse_copy_last']:.4f})")
     print(f"  videos (random | base | LoRA | ground truth):"); [print(f'    {v}') for v in s['videos']]
     print(f"  contact sheet: {s['contact_sheet']}\n  loss curve:    {s['loss_curve']}\n  summary:       {Path(a.out)/'summary.json'}")
     return s
