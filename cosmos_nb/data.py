@@ -118,9 +118,11 @@ def save_t5_pickle(path: str|Path, # where to write, e.g. t5_xxl/X.pickle
 
 # %% ../nbs/02_data.ipynb #a44d6886
 def pad_t5_embedding(emb: np.ndarray|torch.Tensor, # (n_tokens, dim) embedding as stored in the pickle
-                     max_length: int=T5_MAX_LENGTH) -> tuple[torch.Tensor, torch.Tensor]:
+                     max_length: int=T5_MAX_LENGTH, # tokens after padding (upstream: 512)
+                     truncate: bool=False) -> tuple[torch.Tensor, torch.Tensor]: # cut longer embeddings instead of raising
     "Zero-pad to `(max_length, dim)` float32 and return it with an int64 mask (1 for real tokens)."
     emb = torch.as_tensor(np.asarray(emb, dtype=np.float32))
+    if truncate: emb = emb[:max_length]
     n, dim = emb.shape
     if n > max_length: raise ValueError(f'embedding has {n} tokens, more than max_length={max_length}')
     out = torch.zeros(max_length, dim)
@@ -312,12 +314,14 @@ class VideoDataset(Dataset):
                  num_frames: int=121, # frames per window
                  video_size: tuple[int, int]=(720, 1280), # (H, W) every frame is stretched to
                  start_frame_interval: int=1, # stride between window starts
-                 num_threads: int=16): # threads that open videos at construction
+                 num_threads: int=16, # threads that open videos at construction
+                 text_tokens: int=T5_MAX_LENGTH): # T5 tokens per sample after zero-padding (upstream 512); fewer cuts longer captions
+
         self.layout = DatasetLayout(dataset_dir)
         if not self.layout.videos.is_dir():
             raise FileNotFoundError(f'{self.layout.videos} does not exist: is {dataset_dir} a dataset folder?')
         self.sequence_interval, self.num_frames, self.start_frame_interval = sequence_interval, num_frames, start_frame_interval
-        self.video_size = tuple(video_size)
+        self.video_size, self.text_tokens = tuple(video_size), text_tokens
         stems = self.layout.stems('videos')
         with ThreadPoolExecutor(max(1, min(num_threads, len(stems)))) as ex: probes = list(ex.map(self._probe, stems))
         self.stems, self.starts, self.skipped = [], [], {}
@@ -359,7 +363,8 @@ class VideoDataset(Dataset):
         ids = list(range(start, start + self.num_frames * self.sequence_interval, self.sequence_interval))
         frames, info = read_video(self.layout.video(stem), frame_ids=ids)         # T, 3, H0, W0 uint8
         video = _resize_frames(frames, self.video_size).permute(1, 0, 2, 3)         # 3, T, H, W
-        emb, mask = pad_t5_embedding(load_t5_pickle(self.layout.embedding(stem))[0])  # 512, D; 512
+        emb, mask = pad_t5_embedding(load_t5_pickle(self.layout.embedding(stem))[0], self.text_tokens,
+                                     truncate=self.text_tokens < T5_MAX_LENGTH)  # 512, D; 512 (a shorter text_tokens cuts; >512 tokens is a bad file)
         H, W = self.video_size
         return dict(video=video.contiguous(),
                     video_name=dict(video_path=str(self.layout.video(stem)), t5_embedding_path=str(self.layout.embedding(stem)),

@@ -22,8 +22,8 @@ from .train import Trainer, init_distributed, read_metrics
 from .widgets import side_by_side, plot_metrics
 
 # %% auto #0
-__all__ = ['DEMO_SIZES', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'DEFAULT_INPUTS', 'DemoSize', 'fit_latent_stats', 'frame_mse',
-           'copy_last_frame', 'continue_clips', 'use_ema_weights', 'run_demo', 'smoke', 'demo_main']
+__all__ = ['DEMO_SIZES', 'DEMO_TEXT_TOKENS', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'DEFAULT_INPUTS', 'DemoSize', 'fit_latent_stats',
+           'frame_mse', 'copy_last_frame', 'continue_clips', 'use_ema_weights', 'run_demo', 'smoke', 'demo_main']
 
 # %% ../nbs/19_demo.ipynb #74ec831b
 @dataclass(frozen=True)
@@ -63,15 +63,17 @@ class DemoSize:
 
 DEMO_SIZES: dict[str, DemoSize] = {
     'tiny': DemoSize(video_size=(32, 32), num_frames=17, n_input=5, n_videos=24, n_heldout=3, patch_spatial=1,
-                     model_channels=192, num_blocks=2, num_heads=4, batch_size=4, lr=5e-4, base_iters=900, lora_iters=150, steps=20),
+                     model_channels=192, num_blocks=2, num_heads=4, batch_size=4, lr=5e-4, base_iters=1500, lora_iters=200, steps=20),
     'small': DemoSize(video_size=(256, 256), num_frames=33, n_input=5, n_videos=64, n_heldout=4, patch_spatial=2,
                       model_channels=768, num_blocks=6, num_heads=12, batch_size=8, lr=5e-4, base_iters=1500, lora_iters=300,
                       steps=35, num_workers=4),
 }
 
+DEMO_TEXT_TOKENS = 32   # the toy captions have ~12 words: cross-attention over 512 zero-padded tokens would be half of every step
 DEMO_COMMON = ['tokenizer.kind=wavelet', 'tokenizer.path=', 'net.in_channels=193', 'net.out_channels=192',
                'data.start_frame_interval=4', 'trainer.distributed=ddp', 'trainer.sample_every=0', 'trainer.logging_iter=0',
-               'diffusion.noise_multiplier=1', 'diffusion.p_mean=-1.0', 'diffusion.p_std=1.4', 'diffusion.min_condition_frames=2']
+               'diffusion.noise_multiplier=1', 'diffusion.p_mean=-1.0', 'diffusion.p_std=1.4', 'diffusion.min_condition_frames=2',
+               f'data.text_tokens={DEMO_TEXT_TOKENS}']
 DEMO_OVERRIDES = DEMO_COMMON + DEMO_SIZES['tiny'].overrides()   # the tiny CPU settings as one list (the LoRA tutorial uses it)
 
 # %% ../nbs/19_demo.ipynb #6616e26f
@@ -126,13 +128,13 @@ def continue_clips(model, # a `Video2WorldDiffusion` (here: `Trainer.inner`)
     return outs, torch.stack(errs).mean(0)
 
 # %% ../nbs/19_demo.ipynb #92c4b401
-def _heldout_clips(held: Path, num_frames: int) -> list[dict]:
+def _heldout_clips(held: Path, num_frames: int, text_tokens: int=DEMO_TEXT_TOKENS) -> list[dict]:
     "The first `num_frames` frames of every held-out clip, with caption and padded T5 embedding."
     clips = []
     for p in sorted((held/'videos').glob('*.mp4')):
         v, _ = read_video(p, 0, num_frames, layout='CTHW')                                    # 3, T, H, W
         clips.append(dict(stem=p.stem, video=v, caption=(held/'metas'/f'{p.stem}.txt').read_text().strip(),
-                          emb=pad_t5_embedding(load_t5_pickle(held/'t5_xxl'/f'{p.stem}.pickle')[0])[0]))
+                          emb=pad_t5_embedding(load_t5_pickle(held/'t5_xxl'/f'{p.stem}.pickle')[0], text_tokens, truncate=True)[0]))
     return clips
 
 def _sheet(rows: list[torch.Tensor], scale: int=2) -> Image.Image:

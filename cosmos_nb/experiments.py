@@ -48,6 +48,7 @@ class DataConfig:
     num_workers: int = 8
     pin_memory: bool = True
     latent_cache: str|None = None             # folder written by `cosmos-nb cache-latents`; read instead of running the tokenizer
+    text_tokens: int = 512                    # T5 tokens per caption after zero-padding (upstream 512); tiny CPU runs use fewer: faster cross-attention
 
 @dataclass
 class OptimizerConfig:

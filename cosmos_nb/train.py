@@ -25,7 +25,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_dict
-from .data import VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
+from .data import T5_MAX_LENGTH, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
 from .fp8 import convert_to_fp8, fp8_available, fp8_buffer_names
@@ -282,11 +282,12 @@ class LatentCacheDataset(Dataset):
                                       'cache again into a new folder or fix data.latent_cache')
         H, W = self.index['video_size']
         self.padding_mask, self.image_size = torch.zeros(1, H, W), torch.tensor([H, W, H, W])
+        self.text_tokens = cfg.data.text_tokens if cfg is not None else T5_MAX_LENGTH
 
     def __len__(self): return self.index['count']
     def __getitem__(self, i: int) -> dict:
         f = load_file(self.dir/f'{i:08d}.pt')
-        emb, mask = pad_t5_embedding(f['t5'].float().numpy())
+        emb, mask = pad_t5_embedding(f['t5'].float().numpy(), self.text_tokens, truncate=self.text_tokens < T5_MAX_LENGTH)   # padded when read: data.text_tokens
         return dict(latent=f['latent'].float(), t5_text_embeddings=emb, t5_text_mask=mask, fps=f['fps'],
                     padding_mask=self.padding_mask, image_size=self.image_size, num_frames=self.index['num_frames'])
 
@@ -307,7 +308,7 @@ def cache_latents(experiment: str|ExperimentConfig, # experiment whose data and 
     out = Path(out or cfg.data.latent_cache or Path(cfg.data.dataset_dir)/'latent_cache')
     with init_distributed(cfg.trainer.device) as env:
         d, t = cfg.data, cfg.tokenizer
-        ds = VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval)
+        ds = VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval, text_tokens=d.text_tokens)
         tok = make_tokenizer(t.kind, t.path or None, env.device, t.dtype)
         enc = Video2WorldDiffusion(nn.Identity(), tok, cfg.diffusion)          # encode → CPU scaled latents
         todo = [i for i in range(env.rank, len(ds), env.world_size) if not (out/f'{i:08d}.pt').exists()]
@@ -355,7 +356,7 @@ class MetricsLog:
 def preview_items(cfg: ExperimentConfig, n: int=2) -> list[dict]:
     "`n` fixed windows spread over the dataset: first frame (1×3×1×H×W uint8), T5 embedding, fps, and where they come from."
     d = cfg.data
-    ds = VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval)
+    ds = VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval, text_tokens=d.text_tokens)
     items = []
     for k in range(min(n, len(ds))):
         i = k * len(ds) // n
@@ -429,7 +430,7 @@ class Trainer:
         # data
         d = cfg.data
         self.dataset = LatentCacheDataset(d.latent_cache, cfg) if cached else \
-            VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval)
+            VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval, text_tokens=d.text_tokens)
         self.loader = build_dataloader(self.dataset, cfg, env)
         self.previews = preview_items(cfg) if t.sample_every else []
         # resume

@@ -304,3 +304,14 @@ def test_workers_pin_memory_flag_and_batches(synth):
     def order(e): return [k for f, b in seen if f == e for k in zip(b["video_name"]["video_path"], b["video_name"]["start_frame_id"])]
     assert order(0) != order(1)   # persistent workers still get the new epoch's permutation
     assert make_dataloader(ds, num_workers=0).pin_memory == torch.cuda.is_available()
+
+
+def test_text_tokens_pads_shorter_and_cuts_longer_captions(tmp_path, synth):
+    "`data.text_tokens` below upstream's 512 (tiny CPU runs): embeddings are padded to it, longer ones cut; the mask says which are real."
+    ds = _quiet_dataset(synth.root, num_frames=9, video_size=(32, 48))
+    full = ds[0]
+    short = VideoDataset(synth.root, num_frames=9, video_size=(32, 48), text_tokens=4)[0]
+    n = int(full["t5_text_mask"].sum())
+    assert full["t5_text_embeddings"].shape == (512, 1024) and n > 4
+    assert short["t5_text_embeddings"].shape == (4, 1024) and short["t5_text_mask"].tolist() == [1, 1, 1, 1]
+    assert torch.equal(short["t5_text_embeddings"], full["t5_text_embeddings"][:4])
