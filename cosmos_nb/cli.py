@@ -6,7 +6,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/cli.html.md"""
 
 # %% ../nbs/20_cli.ipynb #d2d42963
 from __future__ import annotations
-import importlib, sys
+import builtins, importlib, sys
 
 # %% auto #0
 __all__ = ['COMMANDS', 'main']
@@ -43,5 +43,5 @@ def main(argv: list[str]|None=None) -> int:
     getattr(importlib.import_module(mod), fn)(rest)
     return 0
 
-if __name__ == '__main__': sys.exit(main())   # python -m cosmos_nb.cli ... works like the console script
+if __name__ == '__main__' and not hasattr(builtins, '__IPYTHON__'): sys.exit(main())   # `python -m cosmos_nb.cli` (not in a notebook)
 
