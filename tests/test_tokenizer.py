@@ -552,7 +552,12 @@ def test_cuda_bf16_matches_cpu(tiny):
 REAL = os.environ.get('COSMOS_TOKENIZER_DIR')     # e.g. checkpoints/Cosmos-Tokenize1-CV8x8x8-720p
 MD5 = {'encoder.jit': 'f5834d03645c379bc0f8ad14b9bc0299', 'decoder.jit': 'ff21a63ed817ffdbe4b6841111ec79a8',
        'mean_std.pt': 'f07680ad7eefae57d698778e2a0c7c96'}
-needs_real = pytest.mark.skipif(not REAL, reason='set COSMOS_TOKENIZER_DIR to the Cosmos-Tokenize1-CV8x8x8-720p folder')
+needs_real = pytest.mark.weights     # deselected by default: `pytest -m weights` with COSMOS_TOKENIZER_DIR set
+
+def real_dir() -> Path:
+    "The released tokenizer folder; a selected `weights` test fails (not skips) without it."
+    assert REAL, 'set COSMOS_TOKENIZER_DIR to the Cosmos-Tokenize1-CV8x8x8-720p folder (cosmos-nb download-checkpoints)'
+    return Path(REAL)
 
 def synthetic_clip(T=17, H=256, W=256):
     "Smooth colour gradients and a moving square, in [-1, 1]."
@@ -566,7 +571,7 @@ def synthetic_clip(T=17, H=256, W=256):
 @needs_real
 def test_real_weights_load_strict():
     import hashlib
-    d = Path(REAL)
+    d = real_dir()
     for name, md5 in MD5.items(): assert hashlib.md5((d / name).read_bytes()).hexdigest() == md5, name
     tok = load_tokenizer(d, dtype=torch.bfloat16)                                 # strict: every key and shape
     assert sum(p.numel() for p in tok.parameters()) == 105_653_696
@@ -575,7 +580,7 @@ def test_real_weights_load_strict():
 @pytest.mark.gpu
 @needs_real
 def test_real_weights_match_official_jit():
-    dev, d = torch.device('cuda'), Path(REAL)
+    dev, d = torch.device('cuda'), real_dir()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         enc_jit = torch.jit.load(str(d / 'encoder.jit')).to(dev, torch.bfloat16).eval()   # as Predict1 runs them
