@@ -118,11 +118,11 @@ def save_t5_pickle(path: str|Path, # where to write, e.g. t5_xxl/X.pickle
 
 # %% ../nbs/02_data.ipynb #a44d6886
 def pad_t5_embedding(emb: np.ndarray|torch.Tensor, # (n_tokens, dim) embedding as stored in the pickle
-                     max_length: int=T5_MAX_LENGTH, # tokens after padding (upstream: 512)
-                     truncate: bool=False) -> tuple[torch.Tensor, torch.Tensor]: # cut longer embeddings instead of raising
+                     max_length: int=T5_MAX_LENGTH, # tokens after padding: upstream's 512, or fewer (`data.text_tokens`), which cuts longer captions
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     "Zero-pad to `(max_length, dim)` float32 and return it with an int64 mask (1 for real tokens)."
     emb = torch.as_tensor(np.asarray(emb, dtype=np.float32))
-    if truncate: emb = emb[:max_length]
+    if max_length < T5_MAX_LENGTH: emb = emb[:max_length]   # a deliberate short context; over 512 tokens stays a bad file
     n, dim = emb.shape
     if n > max_length: raise ValueError(f'embedding has {n} tokens, more than max_length={max_length}')
     out = torch.zeros(max_length, dim)
@@ -363,8 +363,7 @@ class VideoDataset(Dataset):
         ids = list(range(start, start + self.num_frames * self.sequence_interval, self.sequence_interval))
         frames, info = read_video(self.layout.video(stem), frame_ids=ids)         # T, 3, H0, W0 uint8
         video = _resize_frames(frames, self.video_size).permute(1, 0, 2, 3)         # 3, T, H, W
-        emb, mask = pad_t5_embedding(load_t5_pickle(self.layout.embedding(stem))[0], self.text_tokens,
-                                     truncate=self.text_tokens < T5_MAX_LENGTH)  # 512, D; 512 (a shorter text_tokens cuts; >512 tokens is a bad file)
+        emb, mask = pad_t5_embedding(load_t5_pickle(self.layout.embedding(stem))[0], self.text_tokens)  # text_tokens (512), D; mask
         H, W = self.video_size
         return dict(video=video.contiguous(),
                     video_name=dict(video_path=str(self.layout.video(stem)), t5_embedding_path=str(self.layout.embedding(stem)),

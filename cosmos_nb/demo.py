@@ -134,7 +134,7 @@ def _heldout_clips(held: Path, num_frames: int, text_tokens: int=DEMO_TEXT_TOKEN
     for p in sorted((held/'videos').glob('*.mp4')):
         v, _ = read_video(p, 0, num_frames, layout='CTHW')                                    # 3, T, H, W
         clips.append(dict(stem=p.stem, video=v, caption=(held/'metas'/f'{p.stem}.txt').read_text().strip(),
-                          emb=pad_t5_embedding(load_t5_pickle(held/'t5_xxl'/f'{p.stem}.pickle')[0], text_tokens, truncate=True)[0]))
+                          emb=pad_t5_embedding(load_t5_pickle(held/'t5_xxl'/f'{p.stem}.pickle')[0], text_tokens)[0]))
     return clips
 
 def _sheet(rows: list[torch.Tensor], scale: int=2) -> Image.Image:

@@ -15,8 +15,9 @@ import torch.nn as nn
 from .dit import DITBuildingBlock
 
 # %% auto #0
-__all__ = ['FP8', 'FP8_PROJECTIONS', 'quantize_rowwise', 'dequantize_rowwise', 'fp8_available', 'fp8_mm', 'fp8_linear',
-           'Float8Linear', 'fp8_targets', 'fp8_layers', 'fp8_buffer_names', 'convert_to_fp8', 'convert_from_fp8']
+__all__ = ['FP8', 'FP8_PROJECTIONS', 'quantize_rowwise', 'dequantize_rowwise', 'fp8_available', 'fp8_unsupported', 'fp8_mm',
+           'fp8_linear', 'Float8Linear', 'fp8_targets', 'fp8_layers', 'fp8_buffer_names', 'convert_to_fp8',
+           'convert_from_fp8']
 
 # %% ../nbs/06a_fp8.ipynb #4ee9872c
 FP8 = torch.float8_e4m3fn  # 4 exponent bits, 3 mantissa bits, max 448: the format of weights, activations and gradients here
@@ -46,6 +47,16 @@ def fp8_available(device=None) -> bool:
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cpu": return True
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9)
+
+
+def fp8_unsupported(device) -> str | None:
+    "None where FP8 matmuls run; otherwise why not, naming the GPU and its compute capability (for the callers' errors)."
+    if fp8_available(device): return None
+    device = torch.device(device)
+    if device.type not in ("cuda", "cpu"): return f"{device} has no FP8 matmul"
+    cc = ".".join(map(str, torch.cuda.get_device_capability(device)))
+    return (f"{torch.cuda.get_device_name(device)} (compute capability {cc}) has no FP8 matmul: "
+            "it needs compute capability >= 8.9 (Ada, H100, H200, Blackwell)")
 
 
 def fp8_mm(a_q: torch.Tensor, a_scale: torch.Tensor, # M×K fp8 (row-major) and its M×1 float32 scales

@@ -28,7 +28,7 @@ from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_
 from .data import T5_MAX_LENGTH, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
-from .fp8 import convert_to_fp8, fp8_available, fp8_buffer_names
+from .fp8 import convert_to_fp8, fp8_buffer_names, fp8_unsupported
 from .experiments import ExperimentConfig, get_experiment
 from .tokenizer import make_tokenizer
 from .video import write_video
@@ -175,10 +175,7 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
         raise ValueError('trainer.fp8=true needs lora.enabled=true: FP8 is for frozen weights (the base under LoRA), and a full '
                          'fine-tune trains every Linear; set trainer.fp8=false')
     if t.fp8_backward and not t.fp8: raise ValueError('trainer.fp8_backward=true only applies with trainer.fp8=true: set both, or neither')
-    if t.fp8 and not fp8_available(env.device):
-        raise RuntimeError(f'trainer.fp8=true, but {torch.cuda.get_device_name(env.device)} (compute capability '
-                           f'{".".join(map(str, torch.cuda.get_device_capability(env.device)))}) has no FP8 matmul: it needs >= 8.9 '
-                           '(Ada, H100, H200, Blackwell); set trainer.fp8=false')
+    if t.fp8 and (why := fp8_unsupported(env.device)): raise RuntimeError(f'trainer.fp8=true, but {why}; set trainer.fp8=false')
     cuda = env.device.type == 'cuda'
     weights = start_weights(cfg) if cfg.checkpoint.load_path else None
     seed_everything(t.seed)                                  # the same initial weights (and adapters) on every rank
@@ -287,7 +284,7 @@ class LatentCacheDataset(Dataset):
     def __len__(self): return self.index['count']
     def __getitem__(self, i: int) -> dict:
         f = load_file(self.dir/f'{i:08d}.pt')
-        emb, mask = pad_t5_embedding(f['t5'].float().numpy(), self.text_tokens, truncate=self.text_tokens < T5_MAX_LENGTH)   # padded when read: data.text_tokens
+        emb, mask = pad_t5_embedding(f['t5'].float().numpy(), self.text_tokens)   # padded when read: data.text_tokens
         return dict(latent=f['latent'].float(), t5_text_embeddings=emb, t5_text_mask=mask, fps=f['fps'],
                     padding_mask=self.padding_mask, image_size=self.image_size, num_frames=self.index['num_frames'])
 

@@ -23,7 +23,7 @@ from .t5 import T5_MODEL, T5LoadError, resolve_t5, load_t5, make_tiny_t5, encode
 from .tokenizer import (TokenizerConfig, CausalVideoTokenizer, LatentNormalizer, NormalizedTokenizer, TokenizerLoadError, load_tokenizer,
                                  save_state_dict, _weight_files)
 from .dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_for_upstream, apply_context_parallel, compile_blocks
-from .fp8 import convert_to_fp8, fp8_available
+from .fp8 import convert_to_fp8, fp8_unsupported
 from .diffusion import DiffusionConfig, Video2WorldDiffusion, logvar_head
 from .experiments import LoRAConfig
 from .lora import read_lora_checkpoint, load_lora_checkpoint, load_lora_adapter, lora_layers, merge_lora
@@ -377,10 +377,7 @@ class Video2WorldPipeline:
         self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise Video2WorldInputError('--device cuda: no CUDA GPU is visible here; use --device cpu (slow) or run on a GPU machine')
-        if fp8 and not fp8_available(self.device):                                # before any model loads
-            cc = '.'.join(map(str, torch.cuda.get_device_capability(self.device)))
-            raise Video2WorldInputError(f'--fp8: {torch.cuda.get_device_name(self.device)} (compute capability {cc}) has no FP8 matmul; '
-                                        'it needs compute capability >= 8.9 (Ada, H100, H200, Blackwell): leave --fp8 out')
+        if fp8 and (why := fp8_unsupported(self.device)): raise Video2WorldInputError(f'--fp8: {why}: leave --fp8 out')   # before any model loads
         self.fp8, self.compile = fp8, compile
         self.dtype, self.diffusion_config, self.progress = _dtype(dtype), diffusion or DiffusionConfig(), progress
         self.offload_dit, self.offload_tokenizer, self.offload_t5 = offload_diffusion_transformer, offload_tokenizer, offload_text_encoder_model

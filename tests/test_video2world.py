@@ -158,18 +158,23 @@ def test_num_gpus_must_match_the_launched_processes(ck, tmp_path, shared_data):
     assert saved is None and 'torchrun --nproc_per_node=2' in str(err)
 
 
-def test_context_parallel_torchrun_two_processes_equals_one(ck, tmp_path, shared_data):
-    "`torchrun --nproc_per_node=2 ... --num_gpus 2` (2 gloo CPU ranks) writes the same video as one process, from rank 0 only."
+def one_and_two_processes(ck, tmp_path, shared_data, flags, port):
+    "Run the CLI once plainly and once as `torchrun --nproc_per_node=2 ... --num_gpus 2`; (video of one, video of two, the two's run)."
+    from cosmos_nb.video import read_video
     common = ['--checkpoint_dir', str(ck), '--input_image_or_video_path', str(shared_data / 'video2world_input0.jpg'), '--prompt', 'a street',
-              *map(str, SMALL), *map(str, QUIET)]
+              *map(str, flags), *map(str, QUIET)]
     one = subprocess.run([sys.executable, '-m', 'cosmos_nb.video2world', *common, '--video_save_folder', str(tmp_path / 'one')],
                          capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29613', '-m', 'cosmos_nb.video2world',
+    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={port}', '-m', 'cosmos_nb.video2world',
                           *common, '--num_gpus', '2', '--video_save_folder', str(tmp_path / 'two')], capture_output=True, text=True, timeout=300)
     assert (tmp_path / 'two' / 'output.mp4').exists(), two.stderr[-3000:]
-    from cosmos_nb.video import read_video
-    a, b = read_video(tmp_path / 'one' / 'output.mp4')[0], read_video(tmp_path / 'two' / 'output.mp4')[0]
+    return read_video(tmp_path / 'one' / 'output.mp4')[0], read_video(tmp_path / 'two' / 'output.mp4')[0], two
+
+
+def test_context_parallel_torchrun_two_processes_equals_one(ck, tmp_path, shared_data):
+    "`torchrun --nproc_per_node=2 ... --num_gpus 2` (2 gloo CPU ranks) writes the same video as one process, from rank 0 only."
+    a, b, _ = one_and_two_processes(ck, tmp_path, shared_data, SMALL, 29613)
     assert a.shape == b.shape and (a.float() - b.float()).abs().max() <= 1   # same video (float32 sums in another order)
     assert sorted(p.name for p in (tmp_path / 'two').iterdir()) == ['output.mp4', 'output.txt']
 
@@ -247,7 +252,7 @@ def test_compile_flag_compiles_the_dit_blocks(ck):
 
 
 def test_fp8_without_fp8_hardware_fails_before_any_model_loads(ck, tmp_path, shared_data, monkeypatch):
-    monkeypatch.setattr(v2w, 'fp8_available', lambda device=None: False)
+    monkeypatch.setattr('cosmos_nb.fp8.fp8_available', lambda device=None: False)
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: 'NVIDIA A100-SXM4-80GB')
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: (8, 0))
     monkeypatch.setattr(v2w, 'load_video2world_dit', lambda *a, **k: pytest.fail('the DiT was loaded'))
@@ -531,16 +536,9 @@ def test_offload_moves_models_between_gpu_and_cpu(ck, shared_data):
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs 2 CUDA GPUs')
 def test_context_parallel_on_two_gpus_equals_one_gpu(ck, tmp_path, shared_data):
     "`torchrun --nproc_per_node=2 ... --num_gpus 2` over NCCL splits the tokens over two GPUs and writes the one-GPU video."
-    common = ['--checkpoint_dir', str(ck), '--input_image_or_video_path', str(shared_data / 'video2world_input0.jpg'), '--prompt', 'a street',
-              '--num_video_frames', '17', '--height', '64', '--width', '96', '--num_steps', '4', '--device', 'cuda', '--no_progress', *QUIET]
-    one = subprocess.run([sys.executable, '-m', 'cosmos_nb.video2world', *common, '--video_save_folder', str(tmp_path / 'one')],
-                         capture_output=True, text=True, timeout=300)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29614', '-m', 'cosmos_nb.video2world',
-                          *common, '--num_gpus', '2', '--video_save_folder', str(tmp_path / 'two')], capture_output=True, text=True, timeout=300)
-    assert two.returncode == 0 and (tmp_path / 'two' / 'output.mp4').exists(), two.stderr[-3000:]
-    from cosmos_nb.video import read_video
-    a, b = read_video(tmp_path / 'one' / 'output.mp4')[0], read_video(tmp_path / 'two' / 'output.mp4')[0]
+    flags = ['--num_video_frames', '17', '--height', '64', '--width', '96', '--num_steps', '4', '--device', 'cuda', '--no_progress']
+    a, b, two = one_and_two_processes(ck, tmp_path, shared_data, flags, 29614)
+    assert two.returncode == 0, two.stderr[-3000:]
     assert a.shape == b.shape == (17, 3, 64, 96)
     assert (a.float() - b.float()).abs().mean() < 2     # bf16 sums in another order: the same video up to rounding
 
