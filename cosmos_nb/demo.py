@@ -1,4 +1,4 @@
-"""What `make demo` runs on a fresh 2-core machine with no GPU: a synthetic dataset, tiny T5 embeddings, a tiny base model, LoRA post-training, and videos generated from held-out first frames.
+"""What `make demo` runs on a fresh 2-core machine with no GPU: a synthetic dataset, tiny T5 embeddings, LoRA post-training of a small base model, and videos generated from held-out first frames.
 
 Docs: https://cosmos-nb.github.io/cosmos-nb/demo.html.md"""
 
@@ -6,24 +6,28 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/demo.html.md"""
 
 # %% ../nbs/19_demo.ipynb #a23a4c55
 from __future__ import annotations
-import argparse, dataclasses, json, os, time
+import argparse, dataclasses, importlib.resources, itertools, json, os, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import torch
 from PIL import Image
-from .config import atomic_write
+from .config import atomic_write, atomic_torch_save, load_torch_file
 from .video import read_video, resize_video, write_video, contact_sheet, video_info, to_unit
 from .tokenizer import make_tokenizer
-from .data import make_synthetic_dataset, DatasetLayout, load_t5_pickle, pad_t5_embedding
-from .t5 import make_tiny_t5, load_t5, embed_dataset
+from .data import (make_synthetic_dataset, DatasetLayout, load_t5_pickle, pad_t5_embedding, ShapeClip, SHAPES, COLORS,
+                            BACKGROUNDS, MOTIONS)
+from .t5 import make_tiny_t5, load_t5, embed_dataset, encode_prompts
 from .experiments import get_experiment
 from .train import Trainer, init_distributed, read_metrics
+from .lora import lora_layers
 from .widgets import side_by_side, plot_metrics
 
 # %% auto #0
-__all__ = ['DEMO_SIZES', 'DEMO_TEXT_TOKENS', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'DEFAULT_INPUTS', 'DemoSize', 'fit_latent_stats',
-           'frame_mse', 'copy_last_frame', 'continue_clips', 'use_ema_weights', 'run_demo', 'smoke', 'demo_main']
+__all__ = ['DEMO_SIZES', 'DEMO_TEXT_TOKENS', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'PROBE_CAPTION', 'DEMO_BASES', 'DEFAULT_INPUTS',
+           'DemoSize', 'fit_latent_stats', 'caption_vocabulary', 'demo_t5', 't5_fingerprint', 'frame_mse',
+           'copy_last_frame', 'continue_clips', 'pretrain_base', 'DemoBaseError', 'find_base', 'adapters_off',
+           'run_demo', 'smoke', 'demo_main']
 
 # %% ../nbs/19_demo.ipynb #74ec831b
 @dataclass(frozen=True)
@@ -32,15 +36,17 @@ class DemoSize:
     video_size: tuple[int, int] # (H, W) of every clip: a multiple of 4·patch_spatial
     num_frames: int # frames of a training window and of a generated clip (1 + 4k for the wavelet)
     n_input: int # conditioning frames at generation (1 + 4k): 5 → 2 latent frames, the most training conditions on
-    n_videos: int # synthetic training clips
+    n_videos: int # clips of the post-training (LoRA) dataset
     n_heldout: int # held-out clips to continue
     patch_spatial: int # DiT patch: a token carries patch²·192 wavelet numbers
     model_channels: int # D of the DiT: at least patch²·192 (see above)
     num_blocks: int # DiT blocks
     num_heads: int # attention heads (head dim ≥ 18 for the 3D RoPE)
-    batch_size: int # clips per training step
+    batch_size: int # clips per LoRA step
     lr: float # AdamW learning rate of both stages
-    base_iters: int # training iterations of the base model
+    base_videos: int # clips the base model is pretrained on
+    base_batch_size: int # clips per base-pretraining step
+    base_iters: int # base-pretraining iterations
     lora_iters: int # LoRA post-training iterations
     steps: int # sampler steps per generated clip
     num_workers: int = 0 # data-loader processes
@@ -53,26 +59,32 @@ class DemoSize:
     @property
     def clip_frames(self) -> int: return 2 * self.num_frames - 1   # each clip holds several windows, all at one speed
 
-    def overrides(self, device: str='cpu') -> list[str]:
-        "Experiment overrides that set this size (add them to `DEMO_COMMON`)."
+    def overrides(self, device: str='cpu', batch_size: int|None=None, num_workers: int|None=None) -> list[str]:
+        "Experiment overrides that set this size (add them to `DEMO_COMMON`); the batch and workers default to the LoRA stage's."
         H, W = self.video_size
-        return [f'data.video_size=({H},{W})', f'data.num_frames={self.num_frames}', f'data.batch_size={self.batch_size}',
-                f'data.num_workers={self.num_workers}', f'net.patch_spatial={self.patch_spatial}',
+        return [f'data.video_size=({H},{W})', f'data.num_frames={self.num_frames}', f'data.batch_size={batch_size or self.batch_size}',
+                f'data.num_workers={self.num_workers if num_workers is None else num_workers}', f'net.patch_spatial={self.patch_spatial}',
                 f'net.model_channels={self.model_channels}', f'net.num_blocks={self.num_blocks}', f'net.num_heads={self.num_heads}',
                 f'optimizer.lr={self.lr}', f'trainer.device={device}']
 
+    def same_network(self, other: DemoSize) -> bool:
+        "Whether a base trained at `other` fits this size (same net, clips and frames)."
+        keys = ('video_size', 'num_frames', 'patch_spatial', 'model_channels', 'num_blocks', 'num_heads')
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
 DEMO_SIZES: dict[str, DemoSize] = {
-    'tiny': DemoSize(video_size=(32, 32), num_frames=17, n_input=5, n_videos=24, n_heldout=3, patch_spatial=1,
-                     model_channels=192, num_blocks=2, num_heads=4, batch_size=4, lr=5e-4, base_iters=1500, lora_iters=200, steps=20),
+    'tiny': DemoSize(video_size=(32, 32), num_frames=17, n_input=5, n_videos=24, n_heldout=4, patch_spatial=1,
+                     model_channels=256, num_blocks=4, num_heads=4, batch_size=4, lr=5e-4,
+                     base_videos=512, base_batch_size=32, base_iters=5000, lora_iters=300, steps=20),
     'small': DemoSize(video_size=(256, 256), num_frames=33, n_input=5, n_videos=64, n_heldout=4, patch_spatial=2,
-                      model_channels=768, num_blocks=6, num_heads=12, batch_size=8, lr=5e-4, base_iters=1500, lora_iters=300,
-                      steps=35, num_workers=4),
+                      model_channels=768, num_blocks=6, num_heads=12, batch_size=8, lr=5e-4,
+                      base_videos=512, base_batch_size=16, base_iters=3000, lora_iters=300, steps=35, num_workers=4),
 }
 
 DEMO_TEXT_TOKENS = 32   # the toy captions have ~12 words: cross-attention over 512 zero-padded tokens would be half of every step
 DEMO_COMMON = ['tokenizer.kind=wavelet', 'tokenizer.path=', 'net.in_channels=193', 'net.out_channels=192',
                'data.start_frame_interval=4', 'trainer.distributed=ddp', 'trainer.sample_every=0', 'trainer.logging_iter=0',
-               'diffusion.noise_multiplier=1', 'diffusion.p_mean=-1.0', 'diffusion.p_std=1.4', 'diffusion.min_condition_frames=2',
+               'diffusion.noise_multiplier=1', 'diffusion.p_mean=0.5', 'diffusion.p_std=1.4', 'diffusion.min_condition_frames=2',
                f'data.text_tokens={DEMO_TEXT_TOKENS}']
 DEMO_OVERRIDES = DEMO_COMMON + DEMO_SIZES['tiny'].overrides()   # the tiny CPU settings as one list (the LoRA tutorial uses it)
 
@@ -88,19 +100,34 @@ def _env(**kw):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
-def fit_latent_stats(dataset_dir, path, num_frames: int=17, min_std: float=0.02) -> Path:
+def fit_latent_stats(dataset_dir, path, num_frames: int=17,
+                     rel_floor: float=0.1) -> Path: # no channel's std below this share of the largest one's
     "Measure per-channel, per-latent-frame mean/std of the wavelet latents of a dataset; write them as a `mean_std.pt` pair."
     tok = make_tokenizer('wavelet', normalized=False)
     with torch.no_grad():
         z = torch.cat([tok.encode(to_unit(read_video(p, 0, num_frames, layout='CTHW')[0])[None])
                        for p in sorted(Path(dataset_dir, 'videos').glob('*.mp4'))])      # N, 192, T', h, w
     std, mean = torch.std_mean(z, dim=(0, 3, 4), correction=0)                            # 192, T' each
-    with atomic_write(path, 'wb') as f: torch.save((mean.flatten(), std.clamp_min(min_std).flatten()), f)
+    std = std.clamp_min(rel_floor * std.max())
+    with atomic_write(path, 'wb') as f: torch.save((mean.flatten(), std.flatten()), f)
     return Path(path)
 
-def _words(*dirs) -> list[str]:
-    "Every word of the captions, the tiny T5's vocabulary."
-    return sorted({w for d in dirs for p in DatasetLayout(d).root.glob('metas/*.txt') for w in p.read_text().lower().replace('.', ' ').replace(',', ' ').split()})
+def caption_vocabulary() -> list[str]:
+    "Every word a synthetic caption can use: the tiny T5's vocabulary, fixed so that its embeddings are too."
+    words = lambda s: s.lower().replace('.', ' ').replace(',', ' ').split()
+    return sorted({w for s, c, b, m in itertools.product(SHAPES, COLORS, BACKGROUNDS, MOTIONS)
+                   for w in words(ShapeClip(s, c, b, m, 0.1).caption)})
+
+PROBE_CAPTION = 'A red circle moves from left to right on a black background.'
+
+def demo_t5(folder: str|Path): # where to write the tiny T5
+    "The demo's tiny T5 (seeded, so the same on every machine): `(tokenizer, encoder)` on the CPU."
+    return load_t5(str(make_tiny_t5(folder, words=caption_vocabulary(), d_model=1024, num_layers=2, seed=0)), device='cpu')
+
+def t5_fingerprint(tok, enc) -> list[float]:
+    "Sum and absolute sum of the probe caption's embedding: equal (to 1e-3) where the T5 is the one a base was trained with."
+    with torch.no_grad(): e = torch.as_tensor(encode_prompts([PROBE_CAPTION], tok, enc)[0]).float()
+    return [round(e.sum().item(), 4), round(e.abs().sum().item(), 4)]
 
 # %% ../nbs/19_demo.ipynb #3fa9fadf
 def frame_mse(video: torch.Tensor, # uint8 3×T×H×W, generated (or a baseline)
@@ -127,6 +154,61 @@ def continue_clips(model, # a `Video2WorldDiffusion` (here: `Trainer.inner`)
     model.train()
     return outs, torch.stack(errs).mean(0)
 
+# %% ../nbs/19_demo.ipynb #cbe1e0b5
+DEMO_BASES = Path(str(importlib.resources.files('cosmos_nb')))/'assets'   # shipped base models: assets/demo_base_<size>/{model.pt, mean_std.pt, info.json}
+
+def _demo_size(size: str|DemoSize, changes: dict) -> DemoSize:
+    z = DEMO_SIZES[size] if isinstance(size, str) else size
+    return dataclasses.replace(z, **{k: v for k, v in changes.items() if v is not None})
+
+def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the finished base (in `out_dir/base`)
+                  size: str|DemoSize='tiny', # a `DEMO_SIZES` name or a `DemoSize`
+                  device: str='cpu', # 'cuda' recommended: the tiny base takes ~5 min on one GPU, hours on 2 CPU cores
+                  num_workers: int|None=None, # data-loader processes (default: the size's)
+                  **changes) -> Path: # `DemoSize` fields to change, e.g. base_iters=100
+    "Train the demo's base model from random weights on synthetic clips; write `model.pt`, `mean_std.pt`, `info.json`."
+    z, t0, out = _demo_size(size, changes), time.time(), Path(out_dir)
+    data, base = out/'datasets'/'base', out/'base'
+    make_synthetic_dataset(data, n_videos=z.base_videos, num_frames=z.clip_frames, size=z.video_size, seed=0, toy_t5=False)
+    tok, enc = demo_t5(out/'t5')
+    embed_dataset(data, tok, enc, progress=False)
+    base.mkdir(parents=True, exist_ok=True)
+    stats = fit_latent_stats(data, base/'mean_std.pt', z.num_frames)
+    overrides = (DEMO_COMMON + z.overrides(device, z.base_batch_size, num_workers) +
+                 [f'data.dataset_dir={data}', f'tokenizer.path={stats}', 'ema.enabled=true', f'trainer.max_iter={z.base_iters}',
+                  f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto'])
+    with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
+        trainer = Trainer(get_experiment('video2world_tiny_full_synthetic', overrides), env)
+        trainer.fit()
+    # the EMA weights, in bfloat16 like the released model.pt (upstream keys: net.*, logvar.*)
+    ema = load_torch_file(trainer.ckpt_dir/f'iter_{z.base_iters:09d}_ema_model.pt', 'base checkpoint')
+    atomic_torch_save({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in ema.items()}, base/'model.pt')
+    m = read_metrics(trainer.run_dir/'metrics.jsonl')
+    info = dict(size=dataclasses.asdict(z), device=device, t5_fingerprint=t5_fingerprint(tok, enc), seconds=round(time.time() - t0, 1),
+                loss_first=sum(r['loss'] for r in m[:50]) / max(len(m[:50]), 1), loss_last=sum(r['loss'] for r in m[-50:]) / max(len(m[-50:]), 1),
+                command=f'cosmos-nb demo --pretrain --size {size if isinstance(size, str) else "custom"} --device {device}')
+    with atomic_write(base/'info.json', 'w') as f: json.dump(info, f, indent=1)
+    return base
+
+class DemoBaseError(ValueError):
+    "A demo base folder is missing, incomplete, or made for another size; the message says which file and what to do."
+
+def find_base(base: str|Path|None, # a folder from `pretrain_base`; None: the shipped one for the size
+              z: DemoSize, size_name: str='tiny') -> tuple[Path, dict]:
+    "The base folder to post-train and its `info.json`, checked against the size."
+    folder = Path(base) if base is not None else DEMO_BASES/f'demo_base_{size_name}'
+    missing = [n for n in ('model.pt', 'mean_std.pt', 'info.json') if not (folder/n).is_file()]
+    if missing:
+        raise DemoBaseError(f'{folder} lacks {", ".join(missing)}: pass --base FOLDER (made by `cosmos-nb demo --pretrain`), '
+                            'or --base train to train the base here first (best on a GPU)')
+    info = json.loads((folder/'info.json').read_text())
+    trained = DemoSize(**{**info['size'], 'video_size': tuple(info['size']['video_size'])})
+    if not z.same_network(trained):
+        raise DemoBaseError(f'{folder} holds a base for {trained.video_size}×{trained.num_frames} clips and a D={trained.model_channels}, '
+                            f'{trained.num_blocks}-block net, not the {z.video_size}×{z.num_frames}, D={z.model_channels}, {z.num_blocks}-block '
+                            'one asked for: use its size, or --base train')
+    return folder, info
+
 # %% ../nbs/19_demo.ipynb #92c4b401
 def _heldout_clips(held: Path, num_frames: int, text_tokens: int=DEMO_TEXT_TOKENS) -> list[dict]:
     "The first `num_frames` frames of every held-out clip, with caption and padded T5 embedding."
@@ -144,77 +226,72 @@ def _sheet(rows: list[torch.Tensor], scale: int=2) -> Image.Image:
     im = Image.fromarray(grid.permute(1, 2, 0).numpy())
     return im.resize((im.width * scale, im.height * scale), Image.NEAREST)
 
-@torch.no_grad()
-def use_ema_weights(trainer: Trainer):
-    "Copy a finished run's EMA weights into its model: the weights upstream releases and samples with."
-    if trainer.ema is None: raise ValueError(f'{trainer.cfg.job.name} ran without an EMA (ema.enabled=false)')
-    for p, s in zip(trainer.ema.params, trainer.ema.shadow): p.copy_(s)
+@contextmanager
+def adapters_off(model):
+    "Run the base model inside a LoRA-adapted one: every peft LoRA layer disabled for the block."
+    layers = lora_layers(model).values()
+    for m in layers: m.enable_adapters(False)
+    try: yield model
+    finally:
+        for m in layers: m.enable_adapters(True)
 
-def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: dataset, runs, videos, pictures, summary.json
+def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets, runs, videos, pictures, summary.json
              size: str|DemoSize='tiny', # a `DEMO_SIZES` name or a `DemoSize`
              device: str='cpu', # 'cpu' or 'cuda'
-             threads: int=1, # CPU threads (1 is fastest at the tiny size)
-             **changes) -> dict: # `DemoSize` fields to change, e.g. base_iters=30
-    "The end-to-end demo; returns (and writes) a summary with losses and held-out errors before/after."
-    z = dataclasses.replace(DEMO_SIZES[size] if isinstance(size, str) else size, **{k: v for k, v in changes.items() if v is not None})
+             threads: int=2, # CPU threads for torch
+             base: str|Path|None=None, # base folder (`pretrain_base`); None: the shipped one; 'train': pretrain it here first
+             **changes) -> dict: # `DemoSize` fields to change, e.g. lora_iters=30
+    "The end-to-end demo; returns (and writes) a summary with losses and held-out errors before/after LoRA."
+    z, size_name = _demo_size(size, changes), size if isinstance(size, str) else 'custom'
     t0, out = time.time(), Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     prev_threads = torch.get_num_threads(); torch.set_num_threads(threads)
     try:
-        # 1. data: training clips and held-out clips (another seed), upstream layout, shapes at the same speed in both
-        data, held = out/'datasets'/'synthetic', out/'datasets'/'heldout'
-        make_synthetic_dataset(data, n_videos=z.n_videos, num_frames=z.clip_frames, size=z.video_size, seed=0, toy_t5=False)
+        # 1. the base model: the stand-in for the released 7B (shipped, given, or pretrained here)
+        if str(base) == 'train': base = pretrain_base(out/'pretrain', z, device)
+        base_dir, base_info = find_base(base, z, size_name)
+        # 2. data: the post-training clips and held-out clips (other seeds than the base's), upstream layout, one speed
+        data, held = out/'datasets'/'posttrain', out/'datasets'/'heldout'
+        make_synthetic_dataset(data, n_videos=z.n_videos, num_frames=z.clip_frames, size=z.video_size, seed=1, toy_t5=False)
         make_synthetic_dataset(held, n_videos=z.n_heldout, num_frames=z.clip_frames, size=z.video_size, seed=1234, toy_t5=False)
-        # 2. text embeddings from a tiny T5 (the same code path as t5-11b)
-        t5_dir = make_tiny_t5(out/'t5', words=_words(data, held), d_model=1024, num_layers=2)
-        tok, enc = load_t5(str(t5_dir), device='cpu')
+        # 3. text embeddings from the tiny T5 (the same code path as t5-11b), the same T5 the base was trained with
+        tok, enc = demo_t5(out/'t5')
         for d in (data, held): embed_dataset(d, tok, enc, progress=False)
+        t5_same = all(abs(a - b) <= 1e-3 * max(1., abs(b)) for a, b in zip(t5_fingerprint(tok, enc), base_info['t5_fingerprint']))
+        if not t5_same: warnings.warn(f'the tiny T5 here differs from the one {base_dir} was trained with: captions will mean less to it')
         clips = _heldout_clips(held, z.num_frames)
-        stats = fit_latent_stats(data, out/'wavelet_mean_std.pt', z.num_frames)
-        common = DEMO_COMMON + z.overrides(device) + [f'data.dataset_dir={data}', f'tokenizer.path={stats}']
+        # 4. LoRA post-training on top of the frozen base, loaded the way the released model.pt is
+        overrides = (DEMO_COMMON + z.overrides(device) +
+                     [f'data.dataset_dir={data}', f'tokenizer.path={base_dir/"mean_std.pt"}', 'ema.enabled=false',
+                      f'trainer.max_iter={z.lora_iters}', f'checkpoint.save_iter={z.lora_iters}',
+                      f'checkpoint.load_path={base_dir/"model.pt"}', 'trainer.resume=auto'])
         gen = lambda m: continue_clips(m, clips, z.n_input, z.steps)
         with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
-            # 3. the base model (stand-in for the released 7B): full training from random weights
-            base_cfg = get_experiment('video2world_tiny_full_synthetic', common + ['ema.enabled=true', f'trainer.max_iter={z.base_iters}',
-                                      f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto'])
-            base = Trainer(base_cfg, env)
-            gen_random, err_random = gen(base.inner)
-            base.fit()
-            use_ema_weights(base)
-            gen_base, err_base = gen(base.inner)
-            base_ckpt = base.ckpt_dir/f'iter_{z.base_iters:09d}_ema_model.pt'      # like the released model.pt: EMA weights
-            # 4. LoRA post-training on top of the frozen base
-            lora_cfg = get_experiment('video2world_tiny_lora_synthetic', common + ['ema.enabled=false', f'trainer.max_iter={z.lora_iters}',
-                                      f'checkpoint.save_iter={z.lora_iters}', f'checkpoint.load_path={base_ckpt}', 'trainer.resume=auto'])
-            lora = Trainer(lora_cfg, env)
+            lora = Trainer(get_experiment('video2world_tiny_lora_synthetic', overrides), env)
+            with adapters_off(lora.inner): gen_base, err_base = gen(lora.inner)
             lora.fit()
             gen_lora, err_lora = gen(lora.inner)
         err_copy = torch.stack([frame_mse(copy_last_frame(c['video'], z.n_input), c['video'], z.n_input) for c in clips]).mean(0)
-        # 5. pictures and videos: per held-out clip one mp4 (random | base | LoRA | truth); a contact sheet of every clip
+        # 5. pictures and videos: per held-out clip one mp4 (base | LoRA | truth); a contact sheet of every clip
         (out/'videos').mkdir(exist_ok=True)
-        for c, r, b, l in zip(clips, gen_random, gen_base, gen_lora):
-            sbs = side_by_side(*(x.permute(1, 0, 2, 3) for x in (r, b, l, c['video'])), height=max(64, z.video_size[0]))   # T, 3, h, 4·w + gaps
-            write_video(out/'videos'/f"{c['stem']}_random_base_lora_truth.mp4", sbs, fps=8)
-        sheet = _sheet([x for c, r, b, l in zip(clips, gen_random, gen_base, gen_lora) for x in (r, b, l, c['video'])],
-                       scale=max(1, 128 // z.video_size[0]))
+        for c, b, l in zip(clips, gen_base, gen_lora):
+            sbs = side_by_side(*(x.permute(1, 0, 2, 3) for x in (b, l, c['video'])), height=max(64, z.video_size[0]))   # T, 3, h, 3·w + gaps
+            write_video(out/'videos'/f"{c['stem']}_base_lora_truth.mp4", sbs, fps=8)
+        sheet = _sheet([x for c, b, l in zip(clips, gen_base, gen_lora) for x in (b, l, c['video'])], scale=max(1, 128 // z.video_size[0]))
         with atomic_write(out/'contact_sheet.png', 'wb') as f: sheet.save(f, format='PNG')
         import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-        m_base, m_lora = read_metrics(base.run_dir/'metrics.jsonl'), read_metrics(lora.run_dir/'metrics.jsonl')
-        fig = plot_metrics(m_base + [dict(r, iteration=r['iteration'] + z.base_iters) for r in m_lora], keys=('loss', 'lr'))
-        fig.axes[0].axvline(z.base_iters, color='k', ls='--', lw=.8); fig.axes[0].text(z.base_iters, fig.axes[0].get_ylim()[1], ' LoRA', va='top')
+        m_lora = read_metrics(lora.run_dir/'metrics.jsonl')
+        fig = plot_metrics(m_lora, keys=('loss', 'lr'))
         with atomic_write(out/'loss_curve.png', 'wb') as f: fig.savefig(f, format='png', dpi=90)
         plt.close(fig)
+        k = max(1, min(25, len(m_lora) // 5))
         mean = lambda rows: sum(r['loss'] for r in rows) / max(len(rows), 1)
-        k = max(1, min(25, z.base_iters // 5))
         summary = dict(
-            size=dataclasses.asdict(z), device=device,
-            loss_base_first=mean(m_base[:k]), loss_base_last=mean(m_base[-k:]), loss_lora_first=mean(m_lora[:k]), loss_lora_last=mean(m_lora[-k:]),
-            heldout_mse_random=err_random.mean().item(), heldout_mse_base=err_base.mean().item(), heldout_mse_lora=err_lora.mean().item(),
-            heldout_mse_copy_last=err_copy.mean().item(),
-            heldout_mse_per_frame={name: [round(x, 5) for x in e.tolist()] for name, e in
-                                   dict(random=err_random, base=err_base, lora=err_lora, copy_last=err_copy).items()},
+            size=dataclasses.asdict(z), device=device, base=str(base_dir), t5_matches_base=t5_same,
+            loss_lora_first=mean(m_lora[:k]), loss_lora_last=mean(m_lora[-k:]),
+            heldout_mse_base=err_base.mean().item(), heldout_mse_lora=err_lora.mean().item(), heldout_mse_copy_last=err_copy.mean().item(),
+            heldout_mse_per_frame={name: [round(x, 5) for x in e.tolist()] for name, e in dict(base=err_base, lora=err_lora, copy_last=err_copy).items()},
             videos=sorted(str(p) for p in (out/'videos').glob('*.mp4')), contact_sheet=str(out/'contact_sheet.png'),
-            loss_curve=str(out/'loss_curve.png'), base_checkpoint=str(base_ckpt),
-            lora_checkpoint_dir=str(lora.ckpt_dir), seconds=round(time.time() - t0, 1))
+            loss_curve=str(out/'loss_curve.png'), lora_checkpoint_dir=str(lora.ckpt_dir), seconds=round(time.time() - t0, 1))
         with atomic_write(out/'summary.json', 'w') as f: json.dump(summary, f, indent=1)
         return summary
     finally: torch.set_num_threads(prev_threads)
@@ -245,34 +322,50 @@ def smoke(input_path: str|Path|None=None, # a video (default: the shipped upstre
 # %% ../nbs/19_demo.ipynb #c1224cec
 def demo_main(argv: list[str]|None=None):
     "`cosmos-nb demo`: the end-to-end demo (tiny on CPU by default; `--device cuda --size small` on one GPU)."
-    p = argparse.ArgumentParser(prog='cosmos-nb demo', description='The end-to-end demo: synthetic data, tiny T5, a tiny base '
-                                'model, LoRA post-training, generation from held-out first frames (mp4s, contact sheet, loss curve). '
-                                'Sizes: ' + '; '.join(f'{n}: {z.video_size[0]}x{z.video_size[1]}x{z.num_frames}, D={z.model_channels}, '
-                                f'{z.num_blocks} blocks, {z.base_iters}+{z.lora_iters} iterations' for n, z in DEMO_SIZES.items()) + '.')
-    p.add_argument('--out', default='outputs/demo', help='output folder (default: outputs/demo)')
+    p = argparse.ArgumentParser(prog='cosmos-nb demo', description='The end-to-end demo: synthetic data, tiny T5 embeddings, LoRA '
+                                'post-training of a small base model (shipped for the tiny size; --pretrain makes one), generation from '
+                                'held-out first frames (mp4s, contact sheet, loss curve). Sizes: ' + '; '.join(
+                                f'{n}: {z.video_size[0]}x{z.video_size[1]}x{z.num_frames}, D={z.model_channels}, {z.num_blocks} blocks, '
+                                f'base {z.base_iters} iterations of {z.base_batch_size} clips, LoRA {z.lora_iters} of {z.batch_size}'
+                                for n, z in DEMO_SIZES.items()) + '.')
+    p.add_argument('--out', default=None, help='output folder (default: outputs/demo, with --pretrain outputs/demo_base)')
     p.add_argument('--size', default='tiny', choices=list(DEMO_SIZES),
-                   help='preset: tiny (2 CPU cores, under 10 minutes) or small (one GPU, a few minutes) (default: tiny)')
+                   help='preset: tiny (2 CPU cores, a few minutes) or small (one GPU) (default: tiny)')
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help='where to train and generate (default: cpu)')
-    p.add_argument('--threads', type=int, default=1, help='CPU threads for torch (default: 1, fastest at the tiny size)')
-    p.add_argument('--base_iters', type=int, default=None, help="training iterations of the base model (default: the size's)")
+    p.add_argument('--threads', type=int, default=2, help='CPU threads for torch (default: 2)')
+    p.add_argument('--base', default=None, help="the base model folder to post-train (model.pt, mean_std.pt, info.json, as --pretrain "
+                   "writes); 'train' pretrains one first (minutes on a GPU, hours on a CPU) (default: the one shipped for --size)")
+    p.add_argument('--pretrain', action='store_true', help='only pretrain a base model (into OUT/base) and stop; e.g. '
+                   '`cosmos-nb demo --pretrain --device cuda` made the shipped tiny base')
+    p.add_argument('--base_iters', type=int, default=None, help="base-pretraining iterations (default: the size's)")
+    p.add_argument('--base_videos', type=int, default=None, help="clips the base is pretrained on (default: the size's)")
+    p.add_argument('--base_batch_size', type=int, default=None, help="clips per base-pretraining step (default: the size's)")
     p.add_argument('--lora_iters', type=int, default=None, help="LoRA post-training iterations (default: the size's)")
-    p.add_argument('--n_videos', type=int, default=None, help="synthetic training clips (default: the size's)")
+    p.add_argument('--n_videos', type=int, default=None, help="post-training clips (default: the size's)")
     p.add_argument('--n_heldout', type=int, default=None, help="held-out clips to continue (default: the size's)")
     p.add_argument('--steps', type=int, default=None, help="sampler steps per generated video (default: the size's)")
+    p.add_argument('--num_workers', type=int, default=None, help="data-loader processes (default: the size's)")
     p.add_argument('--quick', action='store_true', help='only the video smoke test: decode, resize, write an mp4 and a contact sheet')
     p.add_argument('--input', default=None, help='with --quick: the input video (default: the shipped upstream example)')
     a = p.parse_args(argv)
     if a.quick:
-        s = smoke(a.input, a.out)
+        s = smoke(a.input, a.out or 'outputs/demo')
         print(f"wrote {s['output']} ({s['output_frames']} frames) and {s['sheet']} in {s['seconds']} s")
         return s
-    s = run_demo(a.out, a.size, a.device, a.threads, base_iters=a.base_iters, lora_iters=a.lora_iters, n_videos=a.n_videos,
-                 n_heldout=a.n_heldout, steps=a.steps)
-    print(f"\ncosmos-nb demo ({a.size}, {a.device}) finished in {s['seconds']} s")
-    print(f"  training loss, base model:    {s['loss_base_first']:+.4f} -> {s['loss_base_last']:+.4f}")
-    print(f"  training loss, LoRA stage:    {s['loss_lora_first']:+.4f} -> {s['loss_lora_last']:+.4f}")
-    print(f"  held-out continuation error (MSE, [0,1] pixels): random {s['heldout_mse_random']:.4f}, "
-          f"base {s['heldout_mse_base']:.4f}, after LoRA {s['heldout_mse_lora']:.4f} (copying the last given frame: {s['heldout_mse_copy_last']:.4f})")
-    print(f"  videos (random | base | LoRA | ground truth):"); [print(f'    {v}') for v in s['videos']]
-    print(f"  contact sheet: {s['contact_sheet']}\n  loss curve:    {s['loss_curve']}\n  summary:       {Path(a.out)/'summary.json'}")
+    sizes = dict(base_iters=a.base_iters, base_videos=a.base_videos, base_batch_size=a.base_batch_size, lora_iters=a.lora_iters, n_videos=a.n_videos, n_heldout=a.n_heldout, steps=a.steps,
+                 num_workers=a.num_workers)
+    if a.pretrain:
+        folder = pretrain_base(a.out or 'outputs/demo_base', a.size, a.device, **sizes)
+        info = json.loads((folder/'info.json').read_text())
+        print(f"base model in {folder} ({info['seconds']} s; training loss {info['loss_first']:+.4f} -> {info['loss_last']:+.4f}); "
+              f"post-train it with: cosmos-nb demo --size {a.size} --base {folder}")
+        return info
+    try: s = run_demo(a.out or 'outputs/demo', a.size, a.device, a.threads, a.base, **sizes)
+    except DemoBaseError as e: raise SystemExit(f'cosmos-nb demo: {e}')
+    print(f"\ncosmos-nb demo ({a.size}, {a.device}) finished in {s['seconds']} s; base model: {s['base']}")
+    print(f"  training loss, LoRA stage: {s['loss_lora_first']:+.4f} -> {s['loss_lora_last']:+.4f}")
+    print(f"  held-out continuation error (MSE, [0,1] pixels, {len(s['heldout_mse_per_frame']['base'])} generated frames): "
+          f"base {s['heldout_mse_base']:.4f}, after LoRA {s['heldout_mse_lora']:.4f}; holding the last given frame: {s['heldout_mse_copy_last']:.4f}")
+    print(f"  videos (base | LoRA | ground truth):"); [print(f'    {v}') for v in s['videos']]
+    print(f"  contact sheet: {s['contact_sheet']}\n  loss curve:    {s['loss_curve']}\n  summary:       {Path(s['contact_sheet']).parent/'summary.json'}")
     return s

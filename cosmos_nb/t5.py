@@ -6,7 +6,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/t5.html.md"""
 
 # %% ../nbs/03_t5.ipynb #e1e2ece0
 from __future__ import annotations
-import argparse, sys
+import argparse, math, sys, zlib
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,14 +15,23 @@ from .config import load_settings
 from .data import DatasetLayout, T5_MAX_LENGTH, load_t5_pickle, save_t5_pickle, write_captions
 
 # %% auto #0
-__all__ = ['T5_MODEL', 'make_tiny_t5', 'resolve_t5', 'T5LoadError', 'load_t5', 'encode_prompts', 'embed_dataset', 't5_embed_main',
-           'load_t5_pickle', 'save_t5_pickle']
+__all__ = ['T5_MODEL', 'seeded_init_', 'make_tiny_t5', 'resolve_t5', 'T5LoadError', 'load_t5', 'encode_prompts', 'embed_dataset',
+           't5_embed_main', 'load_t5_pickle', 'save_t5_pickle']
 
 # %% ../nbs/03_t5.ipynb #392d4a6e
 T5_MODEL = 'google-t5/t5-11b'   # the encoder Cosmos-Predict1 was trained with
 _all_ = ['load_t5_pickle', 'save_t5_pickle']
 
 # %% ../nbs/03_t5.ipynb #61813696
+@torch.no_grad()
+def seeded_init_(model: torch.nn.Module, seed: int=0) -> torch.nn.Module:
+    "Refill every parameter from its own generator (seed + CRC of its name): N(0, 1/fan_in) for matrices, 1 for norm scales."
+    for name, p in model.named_parameters():
+        if p.ndim == 1: p.fill_(1.0); continue
+        g = torch.Generator().manual_seed(seed + zlib.crc32(name.encode()))
+        p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[-1]))
+    return model
+
 def make_tiny_t5(path: str|Path, # folder to write (config.json, model.safetensors, tokenizer.json, ...)
                  words: list[str]|None=None, # vocabulary; anything else becomes <unk>
                  d_model: int=32, # output width (t5-11b: 1024)
@@ -39,7 +48,8 @@ def make_tiny_t5(path: str|Path, # folder to write (config.json, model.safetenso
     PreTrainedTokenizerFast(tokenizer_object=tk, pad_token='<pad>', eos_token='</s>', unk_token='<unk>').save_pretrained(path)
     cfg = T5Config(vocab_size=len(vocab), d_model=d_model, d_kv=8, d_ff=2 * d_model, num_layers=num_layers, num_heads=4,
                    relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
-    with torch.random.fork_rng(): torch.manual_seed(seed); model = T5EncoderModel(cfg)
+    model = T5EncoderModel(cfg)
+    seeded_init_(model, seed)   # the same weights under every transformers version (its own init order changes)
     model.save_pretrained(path)
     return Path(path)
 

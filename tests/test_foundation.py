@@ -66,17 +66,30 @@ def test_console_script_help_lists_commands_and_rejects_unknown():
 
 
 def test_console_script_runs_the_cpu_demo_end_to_end(tmp_path):
-    "The main job's code path at toy length: data, tiny T5, base training, LoRA, generation, pictures, summary."
+    "The main job's code path at toy length: data, tiny T5, the shipped base, LoRA, generation, pictures, summary."
     import json
     exe = Path(sys.executable).parent/"cosmos-nb"
-    out = subprocess.run([str(exe), "demo", "--out", str(tmp_path), "--base_iters", "20", "--lora_iters", "10", "--n_videos", "4",
+    out = subprocess.run([str(exe), "demo", "--out", str(tmp_path), "--lora_iters", "10", "--n_videos", "4",
                           "--n_heldout", "2", "--steps", "3"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     s = json.loads((tmp_path/"summary.json").read_text())
     assert len(s["videos"]) == 2 and all(Path(v).is_file() for v in s["videos"])
     from cosmos_nb.video import video_info
     assert video_info(s["videos"][0]).num_frames == 17
-    for k in ("heldout_mse_random", "heldout_mse_base", "heldout_mse_lora", "loss_base_first", "loss_lora_last"):
+    for k in ("heldout_mse_base", "heldout_mse_lora", "heldout_mse_copy_last", "loss_lora_first", "loss_lora_last"):
         assert isinstance(s[k], float) and s[k] == s[k], k           # a real number, not NaN
     assert (tmp_path/"contact_sheet.png").stat().st_size > 0 and (tmp_path/"loss_curve.png").stat().st_size > 0
     assert "held-out continuation error" in out.stdout and "contact sheet:" in out.stdout
+
+
+def test_console_script_pretrains_a_demo_base_and_post_trains_it(tmp_path):
+    "`cosmos-nb demo --pretrain` (how the shipped base was made) writes a base folder that `--base FOLDER` post-trains."
+    exe = Path(sys.executable).parent/"cosmos-nb"
+    pre = subprocess.run([str(exe), "demo", "--pretrain", "--out", str(tmp_path/"pre"), "--base_iters", "3",
+                          "--base_videos", "4", "--base_batch_size", "2"], capture_output=True, text=True, timeout=600)
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path/"pre"/"base").iterdir()) == ["info.json", "mean_std.pt", "model.pt"]
+    out = subprocess.run([str(exe), "demo", "--out", str(tmp_path/"demo"), "--base", str(tmp_path/"pre"/"base"), "--lora_iters", "2",
+                          "--n_videos", "2", "--n_heldout", "1", "--steps", "2"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert str(tmp_path/"pre"/"base") in out.stdout
