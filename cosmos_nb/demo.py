@@ -266,7 +266,10 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
                       f'checkpoint.load_path={base_dir/"model.pt"}', 'trainer.resume=auto'])
         gen = lambda m: continue_clips(m, clips, z.n_input, z.steps)
         with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
-            lora = Trainer(get_experiment('video2world_tiny_lora_synthetic', overrides), env)
+            try: lora = Trainer(get_experiment('video2world_tiny_lora_synthetic', overrides), env)
+            except ValueError as e:   # resuming a LoRA run that an older demo (another net) left in this folder
+                raise DemoBaseError(f'{out/"runs"} holds a LoRA run that does not fit this base ({str(e).splitlines()[0]}): '
+                                    'delete that folder or pass another --out') from e
             with adapters_off(lora.inner): gen_base, err_base = gen(lora.inner)
             lora.fit()
             gen_lora, err_lora = gen(lora.inner)
