@@ -43,29 +43,40 @@ class DemoSize:
     num_blocks: int # DiT blocks
     num_heads: int # attention heads (head dim ≥ 18 for the 3D RoPE)
     batch_size: int # clips per LoRA step
-    lr: float # AdamW learning rate of both stages
+    lr: float # AdamW learning rate of base pretraining
     base_videos: int # clips the base model is pretrained on
     base_batch_size: int # clips per base-pretraining step
     base_iters: int # base-pretraining iterations
     lora_iters: int # LoRA post-training iterations
     steps: int # sampler steps per generated clip
     num_workers: int = 0 # data-loader processes
+    lora_lr: float = 2e-3 # AdamW learning rate of LoRA post-training
+    post_speed: int = 2 # the post-training and held-out clips move this many times faster than the base's
 
     def __post_init__(self):
         if self.model_channels < self.patch_spatial**2 * 192:
             raise ValueError(f'model_channels={self.model_channels} < patch_spatial²·192 = {self.patch_spatial**2 * 192}: '
                              'the net could not output every wavelet number of a token, and those would stay noise')
+        if self.post_clip_frames < self.num_frames:
+            raise ValueError(f'post_speed={self.post_speed} leaves {self.post_clip_frames}-frame clips, shorter than a {self.num_frames}-frame window')
+        windows = self.n_videos * (1 + (self.post_clip_frames - self.num_frames) // 4)   # data.start_frame_interval=4 (DEMO_COMMON)
+        if windows < self.batch_size:
+            raise ValueError(f'{self.n_videos} post-training clips give {windows} training windows, fewer than one LoRA batch of '
+                             f'{self.batch_size}: use --n_videos {self.batch_size} or more')
 
     @property
-    def clip_frames(self) -> int: return 2 * self.num_frames - 1   # each clip holds several windows, all at one speed
+    def clip_frames(self) -> int: return 2 * self.num_frames - 1   # a pretraining clip holds several windows, all at one speed
 
-    def overrides(self, device: str='cpu', batch_size: int|None=None, num_workers: int|None=None) -> list[str]:
-        "Experiment overrides that set this size (add them to `DEMO_COMMON`); the batch and workers default to the LoRA stage's."
+    @property
+    def post_clip_frames(self) -> int: return (self.clip_frames - 1) // self.post_speed + 1   # the same path in fewer frames
+
+    def overrides(self, device: str='cpu', batch_size: int|None=None, num_workers: int|None=None, lr: float|None=None) -> list[str]:
+        "Experiment overrides that set this size (add them to `DEMO_COMMON`); batch, workers and learning rate default to the LoRA stage's."
         H, W = self.video_size
         return [f'data.video_size=({H},{W})', f'data.num_frames={self.num_frames}', f'data.batch_size={batch_size or self.batch_size}',
                 f'data.num_workers={self.num_workers if num_workers is None else num_workers}', f'net.patch_spatial={self.patch_spatial}',
                 f'net.model_channels={self.model_channels}', f'net.num_blocks={self.num_blocks}', f'net.num_heads={self.num_heads}',
-                f'optimizer.lr={self.lr}', f'trainer.device={device}']
+                f'optimizer.lr={lr or self.lora_lr}', f'trainer.device={device}']
 
     def same_network(self, other: DemoSize) -> bool:
         "Whether a base trained at `other` fits this size (same net, clips and frames)."
@@ -73,12 +84,12 @@ class DemoSize:
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 DEMO_SIZES: dict[str, DemoSize] = {
-    'tiny': DemoSize(video_size=(32, 32), num_frames=17, n_input=5, n_videos=24, n_heldout=4, patch_spatial=1,
+    'tiny': DemoSize(video_size=(32, 32), num_frames=17, n_input=5, n_videos=64, n_heldout=4, patch_spatial=1,
                      model_channels=256, num_blocks=4, num_heads=4, batch_size=4, lr=5e-4,
-                     base_videos=512, base_batch_size=32, base_iters=5000, lora_iters=300, steps=20),
+                     base_videos=512, base_batch_size=32, base_iters=5000, lora_iters=600, steps=20),
     'small': DemoSize(video_size=(256, 256), num_frames=33, n_input=5, n_videos=64, n_heldout=4, patch_spatial=2,
                       model_channels=768, num_blocks=6, num_heads=12, batch_size=8, lr=5e-4,
-                      base_videos=512, base_batch_size=16, base_iters=3000, lora_iters=300, steps=35, num_workers=4),
+                      base_videos=512, base_batch_size=16, base_iters=3000, lora_iters=600, steps=35, num_workers=4, lora_lr=5e-4),
 }
 
 DEMO_TEXT_TOKENS = 32   # the toy captions have ~12 words: cross-attention over 512 zero-padded tokens would be half of every step
@@ -174,7 +185,7 @@ def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the
     embed_dataset(data, tok, enc, progress=False)
     base.mkdir(parents=True, exist_ok=True)
     stats = fit_latent_stats(data, base/'mean_std.pt', z.num_frames)
-    overrides = (DEMO_COMMON + z.overrides(device, z.base_batch_size, num_workers) +
+    overrides = (DEMO_COMMON + z.overrides(device, z.base_batch_size, num_workers, z.lr) +
                  [f'data.dataset_dir={data}', f'tokenizer.path={stats}', 'ema.enabled=true', f'trainer.max_iter={z.base_iters}',
                   f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto'])
     with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
@@ -249,10 +260,10 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
         # 1. the base model: the stand-in for the released 7B (shipped, given, or pretrained here)
         if str(base) == 'train': base = pretrain_base(out/'pretrain', z, device)
         base_dir, base_info = find_base(base, z, size_name)
-        # 2. data: the post-training clips and held-out clips (other seeds than the base's), upstream layout, one speed
+        # 2. data: post-training and held-out clips (other seeds than the base's), upstream layout, `post_speed`× faster than the base's
         data, held = out/'datasets'/'posttrain', out/'datasets'/'heldout'
-        make_synthetic_dataset(data, n_videos=z.n_videos, num_frames=z.clip_frames, size=z.video_size, seed=1, toy_t5=False)
-        make_synthetic_dataset(held, n_videos=z.n_heldout, num_frames=z.clip_frames, size=z.video_size, seed=1234, toy_t5=False)
+        make_synthetic_dataset(data, n_videos=z.n_videos, num_frames=z.post_clip_frames, size=z.video_size, seed=1, toy_t5=False)
+        make_synthetic_dataset(held, n_videos=z.n_heldout, num_frames=z.post_clip_frames, size=z.video_size, seed=1234, toy_t5=False)
         # 3. text embeddings from the tiny T5 (the same code path as t5-11b), the same T5 the base was trained with
         tok, enc = demo_t5(out/'t5')
         for d in (data, held): embed_dataset(d, tok, enc, progress=False)
@@ -267,7 +278,8 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
         gen = lambda m: continue_clips(m, clips, z.n_input, z.steps)
         with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
             try: lora = Trainer(get_experiment('video2world_tiny_lora_synthetic', overrides), env)
-            except ValueError as e:   # resuming a LoRA run that an older demo (another net) left in this folder
+            except ValueError as e:   # resuming a LoRA run that an older demo (another net) left in this folder?
+                if not any((out/'runs').glob('**/video2world_tiny_lora_synthetic/checkpoints/latest_checkpoint.txt')): raise
                 raise DemoBaseError(f'{out/"runs"} holds a LoRA run that does not fit this base ({str(e).splitlines()[0]}): '
                                     'delete that folder or pass another --out') from e
             with adapters_off(lora.inner): gen_base, err_base = gen(lora.inner)
@@ -355,6 +367,8 @@ def demo_main(argv: list[str]|None=None):
         s = smoke(a.input, a.out or 'outputs/demo')
         print(f"wrote {s['output']} ({s['output_frames']} frames) and {s['sheet']} in {s['seconds']} s")
         return s
+    try: _demo_size(a.size, dict(n_videos=a.n_videos))
+    except ValueError as e: raise SystemExit(f'cosmos-nb demo: {e}')
     sizes = dict(base_iters=a.base_iters, base_videos=a.base_videos, base_batch_size=a.base_batch_size, lora_iters=a.lora_iters, n_videos=a.n_videos, n_heldout=a.n_heldout, steps=a.steps,
                  num_workers=a.num_workers)
     if a.pretrain:

@@ -90,6 +90,6 @@ def test_console_script_pretrains_a_demo_base_and_post_trains_it(tmp_path):
     assert pre.returncode == 0, pre.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path/"pre"/"base").iterdir()) == ["info.json", "mean_std.pt", "model.pt"]
     out = subprocess.run([str(exe), "demo", "--out", str(tmp_path/"demo"), "--base", str(tmp_path/"pre"/"base"), "--lora_iters", "2",
-                          "--n_videos", "2", "--n_heldout", "1", "--steps", "2"], capture_output=True, text=True, timeout=600)
+                          "--n_videos", "4", "--n_heldout", "1", "--steps", "2"], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert str(tmp_path/"pre"/"base") in out.stdout
