@@ -13,7 +13,7 @@ __all__ = ['COMMANDS', 'main']
 
 # %% ../nbs/20_cli.ipynb #d6034abf
 COMMANDS = {
-    'demo': ('cosmos_nb.demo', 'demo_main', 'run the CPU demo (decode, resize, write mp4 + contact sheet)'),
+    'demo': ('cosmos_nb.demo', 'demo_main', 'the end-to-end CPU demo: LoRA post-training of a tiny base, videos continued from held-out frames'),
     't5-embed': ('cosmos_nb.t5', 't5_embed_main', 'compute T5-11B text embeddings for a dataset folder (t5_xxl/*.pickle)'),
     'download-nemo-assets': ('cosmos_nb.download', 'download_nemo_assets_main', 'download the Cosmos-NeMo-Assets example dataset'),
     'download-hdvila': ('cosmos_nb.download', 'download_hdvila_main', 'download and clip the HD-VILA-100M example subset'),
