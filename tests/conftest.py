@@ -14,3 +14,16 @@ def shared_data() -> Path:
     "The real upstream media in ../shared/data (read-only)."
     assert SHARED_DATA.is_dir(), f"{SHARED_DATA} is missing: tests need the shared media beside the checkout"
     return SHARED_DATA
+
+
+@pytest.fixture
+def online(monkeypatch):
+    "Let huggingface_hub make requests (in tests they only ever go to the loopback mock, `hub_mock.MockHub`)."
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -1,5 +1,5 @@
 "Downloads against a loopback stand-in for the Hub, offline errors, and HD-VILA clipping on local videos."
-import hashlib, json, shutil, threading, urllib.error
+import json, shutil, urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from huggingface_hub import constants
@@ -8,63 +8,8 @@ from cosmos_nb.download import (HDVILA_JSONL, HDVILA_REPO, NEMO_ASSETS_PROMPT, N
                                 clip_video, download_hdvila, download_hdvila_main, download_nemo_assets, hdvila_selection,
                                 hub_file, hub_snapshot)
 from cosmos_nb.video import read_video, video_info
+from hub_mock import MockHub
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
-
-
-class MockHub:
-    """A few Hub endpoints on 127.0.0.1: `repos` maps (type, repo_id) to {path: bytes}; 'gated/*' repos answer 401 GatedRepo.
-    Records every request path in `log`."""
-    def __init__(self, repos):
-        self.repos, self.log = repos, []
-        hub = self
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a): pass
-            def do_HEAD(self): self.do_GET()
-            def do_GET(self):
-                hub.log.append((self.command, self.path))
-                code, body, headers = hub.answer(self.path.split("?")[0])
-                self.send_response(code)
-                for k, v in headers.items(): self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body))); self.end_headers()
-                if self.command == "GET": self.wfile.write(body)
-        self.srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.srv.server_port}"
-        threading.Thread(target=self.srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def answer(self, path):
-        js = {"Content-Type": "application/json"}
-        for (kind, repo), files in self.repos.items():
-            api = f"/api/{kind}s/{repo}"
-            if repo.startswith("gated/") and (path.startswith(api) or f"/{repo}/" in path):
-                return 401, b"{}", {"X-Error-Code": "GatedRepo", "X-Error-Message": "Access to this repo is restricted"}
-            if path == f"{api}/revision/main":
-                return 200, json.dumps({"id": repo, "sha": SHA, "siblings": [{"rfilename": f} for f in files]}).encode(), js
-            if path.startswith(f"{api}/revision/"):
-                return 404, b"{}", {"X-Error-Code": "RevisionNotFound", "X-Error-Message": "Invalid rev id"}
-            if path.startswith(f"{api}/tree/{SHA}"):
-                tree = [{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()} for f, b in files.items()]
-                return 200, json.dumps(tree).encode(), js
-            prefix = f"/{kind}s/{repo}/resolve/" if kind == "dataset" else f"/{repo}/resolve/"
-            if path.startswith(prefix):
-                name = path[len(prefix):].split("/", 1)[1]
-                if name not in files: return 404, b"{}", {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": SHA}
-                b = files[name]
-                return 200, b, {"X-Repo-Commit": SHA, "ETag": f'"{hashlib.sha1(b).hexdigest()}"'}
-        return 404, b"{}", {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"}
-
-    def close(self): self.srv.shutdown()
-
-
-@pytest.fixture
-def online(monkeypatch):
-    "Let huggingface_hub make requests (they only ever go to the loopback mock)."
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from cosmos_nb.guardrail import (AEGIS_ADAPTER_REPO, AEGIS_CATEGORIES, GUARDRAIL
                                  make_tiny_llamaguard, parse_aegis, pixelate, release_models)
 from cosmos_nb.video import read_video
 from cosmos_nb.video2world import FeatureNotAvailableWarning, make_tiny_checkpoints, video2world_main
-from test_download import MockHub
+from hub_mock import GatedRepoHub
 
 SMALL = ['--num_video_frames', '9', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',
          '--no_progress', '--disable_prompt_upsampler']
@@ -145,16 +145,9 @@ def test_missing_models_say_how_to_get_them(tmp_path):
     assert f'hf download {SIGLIP_REPO} --local-dir {tmp_path / SIGLIP_REPO}' in f.how_to_get('siglip')
 
 
-class GatedLlamaGuardHub(MockHub):
-    "The loopback Hub, with meta-llama/LlamaGuard-7b answering like a gated repo whose terms were not accepted."
-    def answer(self, path):
-        if LLAMAGUARD_REPO in path: return 401, b'{}', {'X-Error-Code': 'GatedRepo', 'X-Error-Message': 'Access to this repo is restricted'}
-        return super().answer(path)
-
-
 def test_gated_llamaguard_explains_the_terms_to_accept(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)                  # requests only ever go to the loopback mock
-    hub = GatedLlamaGuardHub({('model', AEGIS_ADAPTER_REPO): {'adapter_config.json': b'{}'}})
+    hub = GatedRepoHub({('model', AEGIS_ADAPTER_REPO): {'adapter_config.json': b'{}'}}, LLAMAGUARD_REPO)
     try:
         with pytest.raises(HubError) as e: load_text_guardrail(tmp_path, download=True, endpoint=hub.url)
         assert e.value.reason == 'gated' and e.value.repo_id == LLAMAGUARD_REPO

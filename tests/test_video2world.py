@@ -25,7 +25,7 @@ from cosmos_nb.video2world import (DIT_DIR, TOKENIZER_DIR, CheckpointLoadError, 
                                    Video2WorldPipeline, find_model_files,
                                    load_video2world_dit, make_tiny_checkpoints, post_trained_dir, read_model_config,
                                    video2world_main, video2world_parser)
-from test_download import MockHub   # the loopback stand-in for the Hub (tests/test_download.py)
+from hub_mock import GatedRepoHub, MockHub   # the loopback stand-in for the Hub
 
 SMALL = ['--num_video_frames', '17', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',
          '--no_progress']
@@ -394,17 +394,6 @@ def _fake_repos(guardrail_gated=True):
     return repos, table
 
 
-class GatedLlamaGuardHub(MockHub):
-    "The mock Hub, with meta-llama/LlamaGuard-7b answering like a gated repo whose terms were not accepted."
-    def answer(self, path):
-        if 'meta-llama/LlamaGuard-7b' in path:
-            return 401, b'{}', {'X-Error-Code': 'GatedRepo', 'X-Error-Message': 'Access to this repo is restricted'}
-        return super().answer(path)
-
-
-@pytest.fixture
-def online(monkeypatch):
-    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
 
 
 def test_checkpoint_md5_table_has_upstreams_7b_rows():
@@ -477,7 +466,7 @@ def test_wrong_checksum_on_the_hub_stops_with_the_file_named(online, tmp_path):
 
 def test_gated_llamaguard_names_repo_and_fix(online, tmp_path):
     repos, table = _fake_repos()
-    hub = GatedLlamaGuardHub(repos)
+    hub = GatedRepoHub(repos, 'meta-llama/LlamaGuard-7b')
     try:
         with pytest.raises(HubError) as e:
             download_checkpoints(['7B'], ['Video2World'], tmp_path, guardrail=True, md5_table=table, endpoint=hub.url)
