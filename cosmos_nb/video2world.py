@@ -254,12 +254,12 @@ def prompt_upsampler_available(checkpoint_dir: str|Path, upsampler_dir: str='Pix
     return find_prompt_upsampler(checkpoint_dir, upsampler_dir) is not None
 
 def upsample_prompt(prompt: str|None, # the user's prompt
-                    frames: torch.Tensor, # the conditioning frames, float 3×N×H×W
+                    visual_input, # the job's input: an image/video path or uint8 T×3×H×W frames (Pixtral sees its last frame, unresized)
                     checkpoint_dir: str|Path, upsampler_dir: str='Pixtral-12B',
                     offload: bool=False) -> str|None: # keep the model in CPU memory between uses
     "Hook: Pixtral-12B's description of the last frame replaces `prompt` (`cosmos_nb.upsampler`); without Pixtral, `prompt` and a warning."
     from cosmos_nb.upsampler import upsample_prompt as upsample
-    p = upsample(prompt, frames, checkpoint_dir, upsampler_dir, offload)
+    p = upsample(prompt, visual_input, checkpoint_dir, upsampler_dir, offload)
     if not (p or '').strip(): raise Video2WorldInputError('the prompt upsampler wrote an empty prompt and none was given: pass --prompt "..."')
     return p
 
@@ -482,7 +482,8 @@ def generate_batch(self: Video2WorldPipeline,
     prompts = []
     for job in jobs:                                                               # 1. final prompts
         p = job.prompt
-        if self.use_upsampler: p = upsample_prompt(p, _frames(job.visual_input, num_input_frames, size), ck, self.upsampler_dir, self.offload_upsampler)
+        if self.use_upsampler:   # upstream shows Pixtral the input's last frame at its own size, not the stretched conditioning frame
+            p = upsample_prompt(p, job.visual_input, ck, self.upsampler_dir, self.offload_upsampler)
         if self.use_guardrail and not guardrail_text(p, ck, self.offload_guardrail):
             print(f'{job.name}: the text guardrail blocked the prompt; no video is generated'); p = None
         prompts.append(p)

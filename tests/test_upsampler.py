@@ -178,3 +178,16 @@ def test_cli_guardrail_checks_the_upsampled_prompt(ck, tmp_path, shared_data, ca
 def test_cli_without_pixtral_still_requires_a_prompt(tmp_path, shared_data, ck):
     bare = Path(shutil.copytree(ck, tmp_path / 'checkpoints', ignore=shutil.ignore_patterns('mistral-community')))
     with pytest.raises(SystemExit, match='no prompt: pass --prompt'): _run(bare, tmp_path / 'out', shared_data, '--disable_guardrail')
+
+
+def test_cli_shows_pixtral_the_inputs_own_last_frame_not_the_stretched_one(ck, tmp_path, shared_data, monkeypatch):
+    "Upstream's Pixtral sees the input's last frame at its own size (≤ 1024 a side), not the frame stretched to --height/--width."
+    import cosmos_nb.upsampler as ups
+    seen = []
+    def spy(prompt, image, *a, **k): seen.append(image); return 'a spied prompt'
+    monkeypatch.setattr(ups, 'upsample_prompt', spy)
+    _run(ck, tmp_path / 'out', shared_data, '--disable_guardrail')                               # SMALL: 32×48 generation
+    assert (tmp_path / 'out' / 'output.txt').read_text() == 'a spied prompt'
+    src = shared_data / 'video2world_input0.jpg'
+    assert upsampler_image(seen[0]).tobytes() == upsampler_image(src).tobytes()
+    assert upsampler_image(seen[0]).size != (48, 32)
