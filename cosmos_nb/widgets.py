@@ -127,7 +127,11 @@ def plot_metrics(rows: list[dict], # from `read_metrics`
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 2.8), squeeze=False)
     for ax, k in zip(axes[0], keys):
         pts = [(r['iteration'], r[k]) for r in rows if r.get(k) is not None and 'iteration' in r]
-        if pts: ax.plot(*zip(*pts), marker='.' if len(pts) < 50 else None)
+        if len(pts) >= 50:   # noisy per-step values: faint, with their running mean on top
+            x, y = map(torch.tensor, zip(*pts)); w = max(2, len(pts) // 20)
+            ax.plot(x, y, alpha=.3, lw=.8)
+            ax.plot(x[w - 1:], y.unfold(0, w, 1).mean(1), color='C0', lw=1.8, label=f'mean of {w}'); ax.legend(fontsize=8)
+        elif pts: ax.plot(*zip(*pts), marker='.')
         ax.set_title(k); ax.set_xlabel('iteration'); ax.grid(alpha=.3)
     fig.tight_layout()
     return fig
