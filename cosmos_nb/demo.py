@@ -250,7 +250,7 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
              size: str|DemoSize='tiny', # a `DEMO_SIZES` name or a `DemoSize`
              device: str='cpu', # 'cpu' or 'cuda'
              threads: int=2, # CPU threads for torch
-             base: str|Path|None=None, # base folder (`pretrain_base`); None: the shipped one; 'train': pretrain it here first
+             base: str|Path|None=None, # base folder (`pretrain_base`); None: the shipped one, else 'train'; 'train': pretrain it here first
              **changes) -> dict: # `DemoSize` fields to change, e.g. lora_iters=30
     "The end-to-end demo; returns (and writes) a summary with losses and held-out errors before/after LoRA."
     z, size_name = _demo_size(size, changes), size if isinstance(size, str) else 'custom'
@@ -258,6 +258,8 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
     prev_threads = torch.get_num_threads(); torch.set_num_threads(threads)
     try:
         # 1. the base model: the stand-in for the released 7B (shipped, given, or pretrained here)
+        if base is None and not (DEMO_BASES/f'demo_base_{size_name}'/'model.pt').is_file():
+            print(f'no base model is shipped for size {size_name!r}: pretraining one first (as --base train)'); base = 'train'
         if str(base) == 'train': base = pretrain_base(out/'pretrain', z, device)
         base_dir, base_info = find_base(base, z, size_name)
         # 2. data: post-training and held-out clips (other seeds than the base's), upstream layout, `post_speed`× faster than the base's
@@ -349,7 +351,8 @@ def demo_main(argv: list[str]|None=None):
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help='where to train and generate (default: cpu)')
     p.add_argument('--threads', type=int, default=2, help='CPU threads for torch (default: 2)')
     p.add_argument('--base', default=None, help="the base model folder to post-train (model.pt, mean_std.pt, info.json, as --pretrain "
-                   "writes); 'train' pretrains one first (minutes on a GPU, hours on a CPU) (default: the one shipped for --size)")
+                   "writes); 'train' pretrains one first (minutes on a GPU, hours on a CPU) (default: the one shipped for --size; "
+                   "for sizes without one, such as small, 'train')")
     p.add_argument('--pretrain', action='store_true', help='only pretrain a base model (into OUT/base) and stop; e.g. '
                    '`cosmos-nb demo --pretrain --device cuda` made the shipped tiny base')
     p.add_argument('--base_iters', type=int, default=None, help="base-pretraining iterations (default: the size's)")
