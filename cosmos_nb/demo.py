@@ -21,15 +21,18 @@ from .t5 import make_tiny_t5, load_t5, embed_dataset, encode_prompts
 from .experiments import get_experiment
 from .train import Trainer, init_distributed, read_metrics
 from .lora import lora_layers
+from .checkpoint import LATEST_FILE
 from .widgets import side_by_side, plot_metrics
 
 # %% auto #0
-__all__ = ['DEMO_SIZES', 'DEMO_TEXT_TOKENS', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'PROBE_CAPTION', 'DEMO_BASES', 'DEFAULT_INPUTS',
-           'DemoSize', 'fit_latent_stats', 'caption_vocabulary', 'demo_t5', 't5_fingerprint', 'frame_mse',
-           'copy_last_frame', 'continue_clips', 'pretrain_base', 'DemoBaseError', 'find_base', 'adapters_off',
-           'run_demo', 'smoke', 'demo_main']
+__all__ = ['DEMO_WINDOW_STRIDE', 'DEMO_SIZES', 'DEMO_TEXT_TOKENS', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'PROBE_CAPTION', 'DEMO_BASES',
+           'DEFAULT_INPUTS', 'DemoSize', 'fit_latent_stats', 'caption_vocabulary', 'demo_t5', 't5_fingerprint',
+           'frame_mse', 'copy_last_frame', 'continue_clips', 'pretrain_base', 'DemoBaseError', 'find_base',
+           'adapters_off', 'run_demo', 'smoke', 'demo_main']
 
 # %% ../nbs/19_demo.ipynb #74ec831b
+DEMO_WINDOW_STRIDE = 4   # frames between the starts of a clip's training windows (`data.start_frame_interval`)
+
 @dataclass(frozen=True)
 class DemoSize:
     "One scale of the demo (data, network, training, sampling), sized for one kind of machine."
@@ -59,7 +62,7 @@ class DemoSize:
                              'the net could not output every wavelet number of a token, and those would stay noise')
         if self.post_clip_frames < self.num_frames:
             raise ValueError(f'post_speed={self.post_speed} leaves {self.post_clip_frames}-frame clips, shorter than a {self.num_frames}-frame window')
-        windows = self.n_videos * (1 + (self.post_clip_frames - self.num_frames) // 4)   # data.start_frame_interval=4 (DEMO_COMMON)
+        windows = self.n_videos * (1 + (self.post_clip_frames - self.num_frames) // DEMO_WINDOW_STRIDE)
         if windows < self.batch_size:
             raise ValueError(f'{self.n_videos} post-training clips give {windows} training windows, fewer than one LoRA batch of '
                              f'{self.batch_size}: use --n_videos {self.batch_size} or more')
@@ -70,11 +73,11 @@ class DemoSize:
     @property
     def post_clip_frames(self) -> int: return (self.clip_frames - 1) // self.post_speed + 1   # the same path in fewer frames
 
-    def overrides(self, device: str='cpu', batch_size: int|None=None, num_workers: int|None=None, lr: float|None=None) -> list[str]:
-        "Experiment overrides that set this size (add them to `DEMO_COMMON`); batch, workers and learning rate default to the LoRA stage's."
+    def overrides(self, device: str='cpu', batch_size: int|None=None, lr: float|None=None) -> list[str]:
+        "Experiment overrides that set this size (add them to `DEMO_COMMON`); batch and learning rate default to the LoRA stage's."
         H, W = self.video_size
         return [f'data.video_size=({H},{W})', f'data.num_frames={self.num_frames}', f'data.batch_size={batch_size or self.batch_size}',
-                f'data.num_workers={self.num_workers if num_workers is None else num_workers}', f'net.patch_spatial={self.patch_spatial}',
+                f'data.num_workers={self.num_workers}', f'net.patch_spatial={self.patch_spatial}',
                 f'net.model_channels={self.model_channels}', f'net.num_blocks={self.num_blocks}', f'net.num_heads={self.num_heads}',
                 f'optimizer.lr={lr or self.lora_lr}', f'trainer.device={device}']
 
@@ -94,7 +97,7 @@ DEMO_SIZES: dict[str, DemoSize] = {
 
 DEMO_TEXT_TOKENS = 32   # the toy captions have ~12 words: cross-attention over 512 zero-padded tokens would be half of every step
 DEMO_COMMON = ['tokenizer.kind=wavelet', 'tokenizer.path=', 'net.in_channels=193', 'net.out_channels=192',
-               'data.start_frame_interval=4', 'trainer.distributed=ddp', 'trainer.sample_every=0', 'trainer.logging_iter=0',
+               f'data.start_frame_interval={DEMO_WINDOW_STRIDE}', 'trainer.distributed=ddp', 'trainer.sample_every=0', 'trainer.logging_iter=0',
                'diffusion.noise_multiplier=1', 'diffusion.p_mean=0.5', 'diffusion.p_std=1.4', 'diffusion.min_condition_frames=2',
                f'data.text_tokens={DEMO_TEXT_TOKENS}']
 DEMO_OVERRIDES = DEMO_COMMON + DEMO_SIZES['tiny'].overrides()   # the tiny CPU settings as one list (the LoRA tutorial uses it)
@@ -172,11 +175,12 @@ def _demo_size(size: str|DemoSize, changes: dict) -> DemoSize:
     z = DEMO_SIZES[size] if isinstance(size, str) else size
     return dataclasses.replace(z, **{k: v for k, v in changes.items() if v is not None})
 
+def _mean_loss(rows: list[dict]) -> float: return sum(r['loss'] for r in rows) / max(len(rows), 1)
+
 def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the finished base (in `out_dir/base`)
                   size: str|DemoSize='tiny', # a `DEMO_SIZES` name or a `DemoSize`
                   device: str='cpu', # 'cuda' recommended: the tiny base takes ~5 min on one GPU, hours on 2 CPU cores
-                  num_workers: int|None=None, # data-loader processes (default: the size's)
-                  **changes) -> Path: # `DemoSize` fields to change, e.g. base_iters=100
+                  **changes) -> Path: # `DemoSize` fields to change, e.g. base_iters=100, num_workers=4
     "Train the demo's base model from random weights on synthetic clips; write `model.pt`, `mean_std.pt`, `info.json`."
     z, t0, out = _demo_size(size, changes), time.time(), Path(out_dir)
     data, base = out/'datasets'/'base', out/'base'
@@ -185,7 +189,7 @@ def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the
     embed_dataset(data, tok, enc, progress=False)
     base.mkdir(parents=True, exist_ok=True)
     stats = fit_latent_stats(data, base/'mean_std.pt', z.num_frames)
-    overrides = (DEMO_COMMON + z.overrides(device, z.base_batch_size, num_workers, z.lr) +
+    overrides = (DEMO_COMMON + z.overrides(device, z.base_batch_size, z.lr) +
                  [f'data.dataset_dir={data}', f'tokenizer.path={stats}', 'ema.enabled=true', f'trainer.max_iter={z.base_iters}',
                   f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto'])
     with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
@@ -196,7 +200,7 @@ def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the
     atomic_torch_save({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in ema.items()}, base/'model.pt')
     m = read_metrics(trainer.run_dir/'metrics.jsonl')
     info = dict(size=dataclasses.asdict(z), device=device, t5_fingerprint=t5_fingerprint(tok, enc), seconds=round(time.time() - t0, 1),
-                loss_first=sum(r['loss'] for r in m[:50]) / max(len(m[:50]), 1), loss_last=sum(r['loss'] for r in m[-50:]) / max(len(m[-50:]), 1),
+                loss_first=_mean_loss(m[:50]), loss_last=_mean_loss(m[-50:]),
                 command=f'cosmos-nb demo --pretrain --size {size if isinstance(size, str) else "custom"} --device {device}')
     with atomic_write(base/'info.json', 'w') as f: json.dump(info, f, indent=1)
     return base
@@ -279,9 +283,10 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
                       f'checkpoint.load_path={base_dir/"model.pt"}', 'trainer.resume=auto'])
         gen = lambda m: continue_clips(m, clips, z.n_input, z.steps)
         with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
-            try: lora = Trainer(get_experiment('video2world_tiny_lora_synthetic', overrides), env)
+            lora_cfg = get_experiment('video2world_tiny_lora_synthetic', overrides)
+            try: lora = Trainer(lora_cfg, env)
             except ValueError as e:   # resuming a LoRA run that an older demo (another net) left in this folder?
-                if not any((out/'runs').glob('**/video2world_tiny_lora_synthetic/checkpoints/latest_checkpoint.txt')): raise
+                if not (lora_cfg.checkpoint_dir()/LATEST_FILE).is_file(): raise
                 raise DemoBaseError(f'{out/"runs"} holds a LoRA run that does not fit this base ({str(e).splitlines()[0]}): '
                                     'delete that folder or pass another --out') from e
             with adapters_off(lora.inner): gen_base, err_base = gen(lora.inner)
@@ -301,10 +306,9 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
         with atomic_write(out/'loss_curve.png', 'wb') as f: fig.savefig(f, format='png', dpi=90)
         plt.close(fig)
         k = max(1, min(25, len(m_lora) // 5))
-        mean = lambda rows: sum(r['loss'] for r in rows) / max(len(rows), 1)
         summary = dict(
             size=dataclasses.asdict(z), device=device, base=str(base_dir), t5_matches_base=t5_same,
-            loss_lora_first=mean(m_lora[:k]), loss_lora_last=mean(m_lora[-k:]),
+            loss_lora_first=_mean_loss(m_lora[:k]), loss_lora_last=_mean_loss(m_lora[-k:]),
             heldout_mse_base=err_base.mean().item(), heldout_mse_lora=err_lora.mean().item(), heldout_mse_copy_last=err_copy.mean().item(),
             heldout_mse_per_frame={name: [round(x, 5) for x in e.tolist()] for name, e in dict(base=err_base, lora=err_lora, copy_last=err_copy).items()},
             videos=sorted(str(p) for p in (out/'videos').glob('*.mp4')), contact_sheet=str(out/'contact_sheet.png'),
