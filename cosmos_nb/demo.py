@@ -42,7 +42,7 @@ class DemoSize:
     n_videos: int # clips of the post-training (LoRA) dataset
     n_heldout: int # held-out clips to continue
     patch_spatial: int # DiT patch: a token carries patch²·192 wavelet numbers
-    model_channels: int # D of the DiT: at least patch²·192 (see above)
+    model_channels: int # D of the DiT: at least 4/3·patch²·192 (see above)
     num_blocks: int # DiT blocks
     num_heads: int # attention heads (head dim ≥ 18 for the 3D RoPE)
     batch_size: int # clips per LoRA step
@@ -57,8 +57,8 @@ class DemoSize:
     post_speed: int = 2 # the post-training and held-out clips move this many times faster than the base's
 
     def __post_init__(self):
-        if self.model_channels < self.patch_spatial**2 * 192:
-            raise ValueError(f'model_channels={self.model_channels} < patch_spatial²·192 = {self.patch_spatial**2 * 192}: '
+        if 3 * self.model_channels < 4 * self.patch_spatial**2 * 192:
+            raise ValueError(f'model_channels={self.model_channels} < 4/3·patch_spatial²·192 = {4 * self.patch_spatial**2 * 64}: '
                              'the net could not output every wavelet number of a token, and those would stay noise')
         if self.post_clip_frames < self.num_frames:
             raise ValueError(f'post_speed={self.post_speed} leaves {self.post_clip_frames}-frame clips, shorter than a {self.num_frames}-frame window')
@@ -90,9 +90,9 @@ DEMO_SIZES: dict[str, DemoSize] = {
     'tiny': DemoSize(video_size=(32, 32), num_frames=17, n_input=5, n_videos=64, n_heldout=4, patch_spatial=1,
                      model_channels=256, num_blocks=4, num_heads=4, batch_size=4, lr=5e-4,
                      base_videos=512, base_batch_size=32, base_iters=5000, lora_iters=600, steps=20),
-    'small': DemoSize(video_size=(256, 256), num_frames=33, n_input=5, n_videos=64, n_heldout=4, patch_spatial=2,
-                      model_channels=768, num_blocks=6, num_heads=12, batch_size=8, lr=5e-4,
-                      base_videos=512, base_batch_size=16, base_iters=3000, lora_iters=600, steps=35, num_workers=4, lora_lr=5e-4),
+    'small': DemoSize(video_size=(128, 128), num_frames=33, n_input=5, n_videos=64, n_heldout=4, patch_spatial=2,
+                      model_channels=1024, num_blocks=4, num_heads=16, batch_size=8, lr=5e-4,
+                      base_videos=512, base_batch_size=32, base_iters=2500, lora_iters=600, steps=35, num_workers=8, lora_lr=1e-3),
 }
 
 DEMO_TEXT_TOKENS = 32   # the toy captions have ~12 words: cross-attention over 512 zero-padded tokens would be half of every step
@@ -175,6 +175,12 @@ def _demo_size(size: str|DemoSize, changes: dict) -> DemoSize:
     z = DEMO_SIZES[size] if isinstance(size, str) else size
     return dataclasses.replace(z, **{k: v for k, v in changes.items() if v is not None})
 
+def _size_changes(size: str|DemoSize, z: DemoSize) -> tuple[str, dict]:
+    "The preset `size` names ('custom' if none) and the fields `z` changes in it."
+    name = size if isinstance(size, str) else next((n for n, s in DEMO_SIZES.items() if s == size), 'custom')
+    ref = dataclasses.asdict(DEMO_SIZES.get(name, z))
+    return name, {k: v for k, v in dataclasses.asdict(z).items() if ref[k] != v}
+
 def _mean_loss(rows: list[dict]) -> float: return sum(r['loss'] for r in rows) / max(len(rows), 1)
 
 def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the finished base (in `out_dir/base`)
@@ -191,7 +197,8 @@ def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the
     stats = fit_latent_stats(data, base/'mean_std.pt', z.num_frames)
     overrides = (DEMO_COMMON + z.overrides(device, z.base_batch_size, z.lr) +
                  [f'data.dataset_dir={data}', f'tokenizer.path={stats}', 'ema.enabled=true', f'trainer.max_iter={z.base_iters}',
-                  f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto'])
+                  f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto',
+                  f'trainer.compile={device == "cuda"}'])   # fused elementwise ops: 2× faster steps on a GPU (BENCHMARKS.md)
     with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
         trainer = Trainer(get_experiment('video2world_tiny_full_synthetic', overrides), env)
         trainer.fit()
@@ -199,9 +206,10 @@ def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the
     ema = load_torch_file(trainer.ckpt_dir/f'iter_{z.base_iters:09d}_ema_model.pt', 'base checkpoint')
     atomic_torch_save({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in ema.items()}, base/'model.pt')
     m = read_metrics(trainer.run_dir/'metrics.jsonl')
+    name, changed = _size_changes(size, z)
     info = dict(size=dataclasses.asdict(z), device=device, t5_fingerprint=t5_fingerprint(tok, enc), seconds=round(time.time() - t0, 1),
                 loss_first=_mean_loss(m[:50]), loss_last=_mean_loss(m[-50:]),
-                command=f'cosmos-nb demo --pretrain --size {size if isinstance(size, str) else "custom"} --device {device}')
+                command=f'cosmos-nb demo --pretrain --size {name} --device {device}', changed=changed)
     with atomic_write(base/'info.json', 'w') as f: json.dump(info, f, indent=1)
     return base
 
@@ -351,7 +359,7 @@ def demo_main(argv: list[str]|None=None):
                                 for n, z in DEMO_SIZES.items()) + '.')
     p.add_argument('--out', default=None, help='output folder (default: outputs/demo, with --pretrain outputs/demo_base)')
     p.add_argument('--size', default='tiny', choices=list(DEMO_SIZES),
-                   help='preset: tiny (2 CPU cores, a few minutes) or small (one GPU) (default: tiny)')
+                   help='preset: tiny (2 CPU cores, a few minutes) or small (one GPU, about 9 minutes on an H100) (default: tiny)')
     p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'], help='where to train and generate (default: cpu)')
     p.add_argument('--threads', type=int, default=2, help='CPU threads for torch (default: 2)')
     p.add_argument('--base', default=None, help="the base model folder to post-train (model.pt, mean_std.pt, info.json, as --pretrain "

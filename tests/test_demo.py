@@ -32,13 +32,14 @@ def test_every_size_is_consistent_with_the_model_and_training(name):
     assert (z.num_frames - 1) % 4 == 0 and (z.n_input - 1) % 4 == 0 and z.n_input < z.num_frames
     cfg = get_experiment('video2world_tiny_full_synthetic', DEMO_COMMON + z.overrides('cuda'))
     assert 1 + (z.n_input - 1) // 4 <= cfg.diffusion.max_condition_frames   # generation conditions as training does
-    assert cfg.net.model_channels >= cfg.net.patch_spatial**2 * 192           # every token number can be denoised
+    assert 3 * cfg.net.model_channels >= 4 * cfg.net.patch_spatial**2 * 192   # every token number can be denoised, with room
     assert cfg.net.model_channels % cfg.net.num_heads == 0 and cfg.trainer.device == 'cuda'
     assert tuple(cfg.data.video_size) == z.video_size and cfg.data.num_frames == z.num_frames
 
 
 def test_a_net_too_narrow_for_its_tokens_is_refused():
     with pytest.raises(ValueError, match='patch_spatial'): dataclasses.replace(DEMO_SIZES['tiny'], patch_spatial=2)
+    with pytest.raises(ValueError, match='4/3'): dataclasses.replace(DEMO_SIZES['small'], model_channels=768)   # = 2·2·192: speckle
 
 
 def test_a_missing_or_mismatched_base_is_a_clear_error(tmp_path, capsys):
@@ -79,5 +80,5 @@ def test_full_tiny_demo_beats_copying_the_last_frame(full_tiny_demo):
 def test_small_size_runs_on_a_gpu(tmp_path):
     "`--size small --device cuda` at toy length: no base is shipped for it, so it pretrains its own, then post-trains it."
     assert torch.cuda.is_available(), 'gpu-marked: run on the device'
-    s = run_demo(tmp_path, 'small', 'cuda', base_videos=8, base_iters=20, lora_iters=10, n_videos=4, n_heldout=1, steps=4)
+    s = run_demo(tmp_path, 'small', 'cuda', base_videos=8, base_iters=20, lora_iters=10, n_videos=8, n_heldout=1, steps=4)
     assert len(s['videos']) == 1 and s['heldout_mse_base'] == s['heldout_mse_base']
