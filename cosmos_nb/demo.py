@@ -176,9 +176,9 @@ def _demo_size(size: str|DemoSize, changes: dict) -> DemoSize:
     return dataclasses.replace(z, **{k: v for k, v in changes.items() if v is not None})
 
 def _size_changes(size: str|DemoSize, z: DemoSize) -> tuple[str, dict]:
-    "The preset `size` names ('custom' if none) and the fields `z` changes in it."
-    name = size if isinstance(size, str) else next((n for n, s in DEMO_SIZES.items() if s == size), 'custom')
-    ref = dataclasses.asdict(DEMO_SIZES.get(name, z))
+    "The preset `size` is ('custom' if none) and the fields `z` changes in it."
+    start = DEMO_SIZES[size] if isinstance(size, str) else size
+    name, ref = next((n for n, s in DEMO_SIZES.items() if s == start), 'custom'), dataclasses.asdict(start)
     return name, {k: v for k, v in dataclasses.asdict(z).items() if ref[k] != v}
 
 def _mean_loss(rows: list[dict]) -> float: return sum(r['loss'] for r in rows) / max(len(rows), 1)
@@ -272,7 +272,7 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
         # 1. the base model: the stand-in for the released 7B (shipped, given, or pretrained here)
         if base is None and not (DEMO_BASES/f'demo_base_{size_name}'/'model.pt').is_file():
             print(f'no base model is shipped for size {size_name!r}: pretraining one first (as --base train)'); base = 'train'
-        if str(base) == 'train': base = pretrain_base(out/'pretrain', z, device)
+        if str(base) == 'train': base = pretrain_base(out/'pretrain', size, device, **changes)
         base_dir, base_info = find_base(base, z, size_name)
         # 2. data: post-training and held-out clips (other seeds than the base's), upstream layout, `post_speed`× faster than the base's
         data, held = out/'datasets'/'posttrain', out/'datasets'/'heldout'
