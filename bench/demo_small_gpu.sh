@@ -1,7 +1,6 @@
 # Issue 10's GPU demo on the H100 host: `cosmos-nb demo --device cuda --size small` as a user runs it, then (if it finished in time) the gpu-marked demo test.
 # usage (carry .whl): bash bench/demo_small_gpu.sh SECONDS   -> $OUT/{pytest.log, demo.log, summary.json, contact_sheet.png, ...}
 source bench/device_env.sh
-mkdir -p /tmp/stub && printf 'VBox = HBox = Output = object\n' > /tmp/stub/ipywidgets.py && export PYTHONPATH=$PYTHONPATH:/tmp/stub   # no ipywidgets here
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 ( /usr/bin/time -v python3 -m cosmos_nb.cli demo --device cuda --size small --out /tmp/small ) > /tmp/demo.log 2>&1 &
 end=$((SECONDS + $1))

@@ -3,36 +3,32 @@
     python bench/profile_demo_step.py --size small --device cuda        # on the H100 host (source bench/device_env.sh)
     python bench/profile_demo_step.py --size tiny --device cpu --iters 2 # a quick CPU check of the script
 
-Builds the demo's pretraining trainer on a few synthetic clips, then times: the loader alone, the training step alone on
-one fixed batch, and a profiler table of the step's top ops. Prints JSON lines.
+The trainer is `pretrain_base`'s (its data preparation and overrides: blocks compiled on a GPU; add
+`--extra trainer.compile=false` to time them eagerly), built on `--clips` synthetic clips. It times the loader alone, the
+training step alone on one fixed batch, and prints a profiler table of the step's top ops. Prints JSON lines.
 """
-import argparse, dataclasses, json, sys, tempfile, time
+import argparse, ast, dataclasses, json, sys, tempfile, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cosmos_nb.data import make_synthetic_dataset
-from cosmos_nb.demo import DEMO_COMMON, DEMO_SIZES, _env, demo_t5, fit_latent_stats
-from cosmos_nb.t5 import embed_dataset
+from cosmos_nb.demo import DEMO_SIZES, _base_data, _base_overrides, _env
 from cosmos_nb.train import Trainer, get_experiment, init_distributed
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument('--size', default='small'); p.add_argument('--device', default='cuda')
 p.add_argument('--iters', type=int, default=10); p.add_argument('--clips', type=int, default=32)
-p.add_argument('--extra', nargs='*', default=[], help='more experiment overrides, e.g. trainer.compile=true')
-p.add_argument('--change', nargs='*', default=[], help='DemoSize fields to change, e.g. video_size=128,128 base_batch_size=32')
+p.add_argument('--extra', nargs='*', default=[], help='more experiment overrides, e.g. trainer.compile=false')
+p.add_argument('--change', nargs='*', default=[], help='DemoSize fields to change, e.g. video_size=128,128 base_batch_size=32 lr=1e-3')
 p.add_argument('--no-profile', action='store_true', help='skip the profiler tables')
 a = p.parse_args()
-z = dataclasses.replace(DEMO_SIZES[a.size], **{k: tuple(map(int, v.split(','))) if ',' in v else int(v)
-                                              for k, v in (c.split('=') for c in a.change)})
+z = dataclasses.replace(DEMO_SIZES[a.size], **{k: ast.literal_eval(v) for k, v in (c.split('=', 1) for c in a.change)})
 sync = torch.cuda.synchronize if a.device == 'cuda' else (lambda: None)
 with tempfile.TemporaryDirectory() as tmp:
-    tmp = Path(tmp); data = tmp/'data'
-    t0 = time.time(); make_synthetic_dataset(data, n_videos=a.clips, num_frames=z.clip_frames, size=z.video_size, seed=0, toy_t5=False)
-    tok, enc = demo_t5(tmp/'t5'); embed_dataset(data, tok, enc, progress=False)
-    stats = fit_latent_stats(data, tmp/'mean_std.pt', z.num_frames)
+    tmp, t0 = Path(tmp), time.time()
+    z = dataclasses.replace(z, base_videos=a.clips)
+    data, stats, _ = _base_data(tmp, z)                      # as pretrain_base prepares them, on fewer clips
     print(json.dumps(dict(what='data', clips=a.clips, seconds=round(time.time() - t0, 2))), flush=True)
-    ov = DEMO_COMMON + z.overrides(a.device, z.base_batch_size, z.lr) + [f'data.dataset_dir={data}', f'tokenizer.path={stats}',
-         'ema.enabled=true', 'trainer.max_iter=100', 'checkpoint.save_iter=100'] + a.extra
+    ov = _base_overrides(z, a.device, data, stats) + ['trainer.max_iter=100', 'checkpoint.save_iter=100'] + a.extra
     with _env(OUTPUT_ROOT=tmp/'runs'), init_distributed(a.device) as env:
         tr = Trainer(get_experiment('video2world_tiny_full_synthetic', ov), env)
         print(json.dumps(dict(what='config', activation_checkpointing=tr.cfg.trainer.activation_checkpointing, compile=tr.cfg.trainer.compile,

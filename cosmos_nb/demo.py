@@ -58,7 +58,7 @@ class DemoSize:
 
     def __post_init__(self):
         if 3 * self.model_channels < 4 * self.patch_spatial**2 * 192:
-            raise ValueError(f'model_channels={self.model_channels} < 4/3·patch_spatial²·192 = {4 * self.patch_spatial**2 * 64}: '
+            raise ValueError(f'model_channels={self.model_channels} < 4/3·patch_spatial²·192 = {4 * self.patch_spatial**2 * 192 // 3}: '
                              'the net could not output every wavelet number of a token, and those would stay noise')
         if self.post_clip_frames < self.num_frames:
             raise ValueError(f'post_speed={self.post_speed} leaves {self.post_clip_frames}-frame clips, shorter than a {self.num_frames}-frame window')
@@ -176,12 +176,27 @@ def _demo_size(size: str|DemoSize, changes: dict) -> DemoSize:
     return dataclasses.replace(z, **{k: v for k, v in changes.items() if v is not None})
 
 def _size_changes(size: str|DemoSize, z: DemoSize) -> tuple[str, dict]:
-    "The preset `size` is ('custom' if none) and the fields `z` changes in it."
-    start = DEMO_SIZES[size] if isinstance(size, str) else size
-    name, ref = next((n for n, s in DEMO_SIZES.items() if s == start), 'custom'), dataclasses.asdict(start)
-    return name, {k: v for k, v in dataclasses.asdict(z).items() if ref[k] != v}
+    "The preset's name ('custom' for a `DemoSize`) and the fields `z` changes in `size`."
+    start = dataclasses.asdict(_demo_size(size, {}))
+    return (size if isinstance(size, str) else 'custom'), {k: v for k, v in dataclasses.asdict(z).items() if start[k] != v}
 
 def _mean_loss(rows: list[dict]) -> float: return sum(r['loss'] for r in rows) / max(len(rows), 1)
+
+def _base_data(out: Path, z: DemoSize) -> tuple[Path, Path, tuple]:
+    "The base's pretraining data under `out`: synthetic clips with tiny-T5 embeddings, and their latent statistics (`base/mean_std.pt`)."
+    data = out/'datasets'/'base'
+    make_synthetic_dataset(data, n_videos=z.base_videos, num_frames=z.clip_frames, size=z.video_size, seed=0, toy_t5=False)
+    tok, enc = demo_t5(out/'t5')
+    embed_dataset(data, tok, enc, progress=False)
+    (out/'base').mkdir(parents=True, exist_ok=True)
+    return data, fit_latent_stats(data, out/'base'/'mean_std.pt', z.num_frames), (tok, enc)
+
+def _base_overrides(z: DemoSize, device: str, data: Path, stats: Path) -> list[str]:
+    "Experiment overrides of base pretraining: the size at its base batch and lr, EMA on, blocks compiled on a GPU."
+    return (DEMO_COMMON + z.overrides(device, z.base_batch_size, z.lr) +
+            [f'data.dataset_dir={data}', f'tokenizer.path={stats}', 'ema.enabled=true', f'trainer.max_iter={z.base_iters}',
+             f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto',
+             f'trainer.compile={device == "cuda"}'])   # fused elementwise ops: 2× faster steps on a GPU (BENCHMARKS.md)
 
 def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the finished base (in `out_dir/base`)
                   size: str|DemoSize='tiny', # a `DEMO_SIZES` name or a `DemoSize`
@@ -189,18 +204,9 @@ def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the
                   **changes) -> Path: # `DemoSize` fields to change, e.g. base_iters=100, num_workers=4
     "Train the demo's base model from random weights on synthetic clips; write `model.pt`, `mean_std.pt`, `info.json`."
     z, t0, out = _demo_size(size, changes), time.time(), Path(out_dir)
-    data, base = out/'datasets'/'base', out/'base'
-    make_synthetic_dataset(data, n_videos=z.base_videos, num_frames=z.clip_frames, size=z.video_size, seed=0, toy_t5=False)
-    tok, enc = demo_t5(out/'t5')
-    embed_dataset(data, tok, enc, progress=False)
-    base.mkdir(parents=True, exist_ok=True)
-    stats = fit_latent_stats(data, base/'mean_std.pt', z.num_frames)
-    overrides = (DEMO_COMMON + z.overrides(device, z.base_batch_size, z.lr) +
-                 [f'data.dataset_dir={data}', f'tokenizer.path={stats}', 'ema.enabled=true', f'trainer.max_iter={z.base_iters}',
-                  f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto',
-                  f'trainer.compile={device == "cuda"}'])   # fused elementwise ops: 2× faster steps on a GPU (BENCHMARKS.md)
+    (data, stats, (tok, enc)), base = _base_data(out, z), out/'base'
     with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
-        trainer = Trainer(get_experiment('video2world_tiny_full_synthetic', overrides), env)
+        trainer = Trainer(get_experiment('video2world_tiny_full_synthetic', _base_overrides(z, device, data, stats)), env)
         trainer.fit()
     # the EMA weights, in bfloat16 like the released model.pt (upstream keys: net.*, logvar.*)
     ema = load_torch_file(trainer.ckpt_dir/f'iter_{z.base_iters:09d}_ema_model.pt', 'base checkpoint')
