@@ -186,6 +186,7 @@ def test_ddp_ignores_fp8_buffers_and_trains_lora(tmp_path):
     from cosmos_nb.fp8 import fp8_buffer_names
     from cosmos_nb.lora import apply_lora
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    ddp = None
     try:
         net = convert_to_fp8(apply_lora(tiny_dit(), LoRAConfig(enabled=True, first_nblocks=2, rank=4)), fp8_backward=True)
         names = fp8_buffer_names(net)
@@ -197,4 +198,5 @@ def test_ddp_ignores_fp8_buffers_and_trains_lora(tmp_path):
         ddp(x, t, ctx, fps=24).square().mean().backward()
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in net.named_parameters() if p.requires_grad and "lora_B" in n)
     finally:
+        del ddp   # DDP's reducer must go while its group exists: freed after destroy_process_group, gloo's destructor can hang
         dist.destroy_process_group()

@@ -201,7 +201,8 @@ def test_two_processes_train_then_survive_a_sigkill_mid_checkpoint_and_resume_ex
     ck = run_dir(tmp_path/'B', kind)/'checkpoints'
     deadline = time.time() + 120
     try:
-        while not [f for f in ck.glob(f'.iter_{KILL_AT:09d}_*.tmp') if f.stat().st_size > 0]:
+        # the first file is written whole (its own temp file exists for a moment too), then the second stalls half-written
+        while not (list(ck.glob(f'iter_{KILL_AT:09d}_*.pt')) and [f for f in ck.glob(f'.iter_{KILL_AT:09d}_*.tmp') if f.stat().st_size > 0]):
             assert p.poll() is None, f'run B ended before the pause:\n{log.read_text()[-3000:]}'
             assert time.time() < deadline, 'run B did not reach checkpoint 9'
             time.sleep(0.05)
