@@ -5,7 +5,7 @@ judging it (greedy, 100 new tokens), the SigLIP so400m content filter on every f
 Random weights at the released sizes (no download: the real weights are gated or 25 GB), built straight on the GPU in
 bfloat16. Random models never emit EOS, so the generation numbers are upstream's worst case (all 400 / 100 tokens).
 Face pixelation runs on 121 frames of 704×1280: a real portrait (Grace Hopper, from matplotlib) pasted on upstream's
-warehouse clip when ../shared/data is there, else on a gradient.
+warehouse clip (upstream's example, shipped in cosmos_nb/assets/media).
 
 GPU (the lead runs this on one H100):
     python bench/bench_guardrail.py                      # all four stages
@@ -117,11 +117,8 @@ def clip(a):
     import matplotlib.cbook as cbook
     H, W = (176, 320) if a.tiny else (704, 1280)
     n = 9 if a.tiny else a.frames
-    data = Path(__file__).resolve().parents[2]/'shared'/'data'/'text2world_example.mp4'
-    if data.is_file():
-        from cosmos_nb.video import read_video, resize_video
-        bg = resize_video(read_video(data, stop=n)[0], (H, W)).permute(0, 2, 3, 1).numpy().copy()
-    else: bg = np.broadcast_to(np.linspace(0, 255, W, dtype=np.uint8)[None, None, :, None], (n, H, W, 3)).copy()
+    from cosmos_nb.video import read_video, resize_video, EXAMPLE_MEDIA
+    bg = resize_video(read_video(EXAMPLE_MEDIA/'text2world_example.mp4', stop=n)[0], (H, W)).permute(0, 2, 3, 1).numpy().copy()
     face = np.array(Image.open(cbook.get_sample_data('grace_hopper.jpg', asfileobj=False)).convert('RGB').reduce(4 if a.tiny else 2))
     bg[:, 10:10 + face.shape[0], 20:20 + face.shape[1]] = face
     return torch.from_numpy(bg).permute(0, 3, 1, 2).contiguous()

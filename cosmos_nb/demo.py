@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from .config import atomic_write, atomic_torch_save, load_torch_file
-from .video import read_video, resize_video, write_video, contact_sheet, video_info, to_unit
+from .video import read_video, resize_video, write_video, contact_sheet, video_info, to_unit, EXAMPLE_MEDIA
 from .tokenizer import make_tokenizer
 from .data import (make_synthetic_dataset, DatasetLayout, load_t5_pickle, pad_t5_embedding, ShapeClip, SHAPES, COLORS,
                             BACKGROUNDS, MOTIONS)
@@ -26,7 +26,7 @@ from .widgets import side_by_side, plot_metrics
 
 # %% auto #0
 __all__ = ['DEMO_WINDOW_STRIDE', 'DEMO_SIZES', 'DEMO_TEXT_TOKENS', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'PROBE_CAPTION', 'DEMO_BASES',
-           'DEFAULT_INPUTS', 'DemoSize', 'fit_latent_stats', 'caption_vocabulary', 'demo_t5', 't5_fingerprint',
+           'DEFAULT_INPUT', 'DemoSize', 'fit_latent_stats', 'caption_vocabulary', 'demo_t5', 't5_fingerprint',
            'frame_mse', 'copy_last_frame', 'continue_clips', 'pretrain_base', 'DemoBaseError', 'find_base',
            'adapters_off', 'run_demo', 'smoke', 'demo_main']
 
@@ -332,7 +332,7 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
     finally: torch.set_num_threads(prev_threads)
 
 # %% ../nbs/19_demo.ipynb #d6584065
-DEFAULT_INPUTS = ('../shared/data/text2world_example.mp4', 'shared/data/text2world_example.mp4')
+DEFAULT_INPUT = EXAMPLE_MEDIA/'text2world_example.mp4'   # upstream's example clip, shipped in the package
 
 def smoke(input_path: str|Path|None=None, # a video (default: the shipped upstream example clip)
           out_dir: str|Path='outputs/demo', # where the mp4, the PNG and a summary JSON go
@@ -341,8 +341,7 @@ def smoke(input_path: str|Path|None=None, # a video (default: the shipped upstre
     "Decode, resize and re-encode a clip; write `smoke.mp4`, `smoke_sheet.png` and `smoke.json` to `out_dir`."
     t0 = time.time()
     if input_path is None:
-        input_path = next((p for p in DEFAULT_INPUTS if Path(p).is_file()), None)
-        if input_path is None: raise FileNotFoundError(f'no input video given and none of {DEFAULT_INPUTS} exists; pass --input PATH')
+        input_path = DEFAULT_INPUT
     info = video_info(input_path)
     n = min(num_frames, info.num_frames)
     frames = resize_video(read_video(input_path, 0, n)[0], size, 'bicubic')   # T, 3, h, w

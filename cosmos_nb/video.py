@@ -16,8 +16,13 @@ from PIL import Image
 from .config import atomic_write
 
 # %% auto #0
-__all__ = ['IMAGE_SUFFIXES', 'TRAIN_DIVISOR', 'INFERENCE_DIVISOR', 'VideoError', 'VideoInfo', 'video_info', 'read_video',
-           'resize_video', 'to_unit', 'from_unit', 'encode_mp4', 'write_video', 'contact_sheet']
+__all__ = ['EXAMPLE_MEDIA', 'IMAGE_SUFFIXES', 'TRAIN_DIVISOR', 'INFERENCE_DIVISOR', 'VideoError', 'VideoInfo', 'video_info',
+           'read_video', 'resize_video', 'to_unit', 'from_unit', 'encode_mp4', 'write_video', 'contact_sheet']
+
+# %% ../nbs/00_video.ipynb #211a548e
+import cosmos_nb
+EXAMPLE_MEDIA = Path(cosmos_nb.__file__).parent/'assets'/'media'   # upstream's example clips and image, shipped with the package
+
 
 # %% ../nbs/00_video.ipynb #f75ad136
 class VideoError(ValueError):

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-# the real media beside the checkout; COSMOS_NB_SHARED_DATA points elsewhere (the GPU machine gets a copy carried with the repo)
-SHARED_DATA = Path(os.environ.get("COSMOS_NB_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# upstream's example media, shipped inside the package (cosmos_nb/assets/media/README.md says where they come from)
+EXAMPLE_MEDIA = ROOT / "cosmos_nb" / "assets" / "media"
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    "The real upstream media in ../shared/data (read-only)."
-    assert SHARED_DATA.is_dir(), f"{SHARED_DATA} is missing: tests need the shared media beside the checkout"
-    return SHARED_DATA
+def example_media() -> Path:
+    "The real upstream media in cosmos_nb/assets/media (read-only: tests copy before they cut or corrupt)."
+    assert EXAMPLE_MEDIA.is_dir(), f"{EXAMPLE_MEDIA} is missing: the checkout is incomplete"
+    return EXAMPLE_MEDIA
 
 
 @pytest.fixture

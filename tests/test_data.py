@@ -187,10 +187,10 @@ def test_validate_notes_and_errors(tmp_path, synth):
 
 # --- dataset robustness ----------------------------------------------------------------------------------------------------
 
-def test_real_clip_fps_and_resize(tmp_path, shared_data):
+def test_real_clip_fps_and_resize(tmp_path, example_media):
     lay = DatasetLayout(tmp_path)
     lay.videos.mkdir()
-    shutil.copy(shared_data / "video2world_input2.mp4", lay.video("real"))   # 1920x1080, 25 fps, 9 frames
+    shutil.copy(example_media / "video2world_input2.mp4", lay.video("real"))   # 1920x1080, 25 fps, 9 frames
     save_t5_pickle(lay.embedding("real"), [toy_text_embedding("a real clip")])
     item = VideoDataset(tmp_path, num_frames=9, video_size=(72, 128))[0]
     assert item["fps"] == 25.0 and item["video"].shape == (3, 9, 72, 128) and item["video"].dtype == torch.uint8

@@ -103,8 +103,8 @@ def _line(vid, k, a, b, caption="c"):
 
 
 @pytest.fixture
-def source_video(tmp_path, shared_data):
-    return shutil.copy(shared_data / "text2world_example.mp4", tmp_path / "src.mp4")   # 121 frames, 24 fps
+def source_video(tmp_path, example_media):
+    return shutil.copy(example_media / "text2world_example.mp4", tmp_path / "src.mp4")   # 121 frames, 24 fps
 
 
 def test_selection_first_clip_per_video(tmp_path):

@@ -40,10 +40,10 @@ def test_docs_sidebar_lists_every_notebook_and_only_existing_ones():
                if not any(part.startswith(("_", ".")) for part in p.relative_to(ROOT/"nbs").parts)}
     assert listed == present, f"nbs/sidebar.yml: missing {sorted(present - listed)}, not found {sorted(listed - present)}"
 
-def test_console_script_runs_the_quick_smoke_job(tmp_path, shared_data):
+def test_console_script_runs_the_quick_smoke_job(tmp_path, example_media):
     exe = Path(sys.executable).parent/"cosmos-nb"
     assert exe.exists(), "the cosmos-nb console script is not installed (pip install -e .)"
-    out = subprocess.run([str(exe), "demo", "--quick", "--input", str(shared_data/"text2world_example.mp4"), "--out", str(tmp_path)],
+    out = subprocess.run([str(exe), "demo", "--quick", "--input", str(example_media/"text2world_example.mp4"), "--out", str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     from cosmos_nb.video import video_info

@@ -182,9 +182,9 @@ def test_faces_are_pixelated_and_the_rest_is_untouched(hopper, detector):
     assert (grown != hopper).any(-1).sum() > (out != hopper).any(-1).sum() and not np.array_equal(grown[y1 - 5, x1:x2], hopper[y1 - 5, x1:x2])
 
 
-def test_real_frames_without_faces_are_unchanged(detector, shared_data):
+def test_real_frames_without_faces_are_unchanged(detector, example_media):
     for name in ('video2world_input2.mp4', 'text2world_example.mp4'):
-        frames = read_video(shared_data / name, stop=3)[0]                            # 3 real frames
+        frames = read_video(example_media / name, stop=3)[0]                            # 3 real frames
         small = torch.nn.functional.interpolate(frames.float(), scale_factor=0.25, mode='area').round().to(torch.uint8)
         out, found = blur_faces(small, detector)
         assert [len(b) for b in found] == [0, 0, 0] and torch.equal(out, small), name
@@ -259,8 +259,8 @@ def tiny_ck(tmp_path_factory):
     return make_tiny_checkpoints(tmp_path_factory.mktemp('guardrail') / 'checkpoints')
 
 
-def _run(ck, out, prompt, shared_data, *extra):
-    argv = ['--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', prompt,
+def _run(ck, out, prompt, example_media, *extra):
+    argv = ['--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', prompt,
             '--video_save_folder', out, *SMALL, *extra]
     return video2world_main([str(a) for a in argv])
 
@@ -272,16 +272,16 @@ def _run(ck, out, prompt, shared_data, *extra):
     (dict(video_class=2), 'A robot arm picks up a red cube.', ["the video is blocked (content filter: frame 0 is classified 'Violence')",
                                                                'output: the video guardrail blocked the video; nothing is written']),
 ])
-def test_refusals_are_reported_and_write_no_video(tiny_ck, tmp_path, shared_data, capsys, guardrail, prompt, says):
+def test_refusals_are_reported_and_write_no_video(tiny_ck, tmp_path, example_media, capsys, guardrail, prompt, says):
     ck = Path(shutil.copytree(tiny_ck, tmp_path / 'checkpoints'))
     make_tiny_guardrail(ck, **guardrail)
-    saved = _run(ck, tmp_path / 'out', prompt, shared_data)
+    saved = _run(ck, tmp_path / 'out', prompt, example_media)
     out = capsys.readouterr().out
     assert saved == [] and not (tmp_path / 'out').exists()
     for s in says: assert s in out, out
 
 
-def test_a_safe_request_writes_its_video(tiny_ck, tmp_path, shared_data, monkeypatch):
+def test_a_safe_request_writes_its_video(tiny_ck, tmp_path, example_media, monkeypatch):
     ck = Path(shutil.copytree(tiny_ck, tmp_path / 'checkpoints'))
     make_tiny_guardrail(ck)
     calls = []
@@ -289,14 +289,14 @@ def test_a_safe_request_writes_its_video(tiny_ck, tmp_path, shared_data, monkeyp
     monkeypatch.setattr(v2w, 'guardrail_video', lambda video, *a: calls.append(video.shape) or real(video, *a))
     with warnings.catch_warnings():
         warnings.simplefilter('error', FeatureNotAvailableWarning)                   # every model is there: no warning
-        saved = _run(ck, tmp_path / 'out', 'A robot arm picks up a red cube.', shared_data)
+        saved = _run(ck, tmp_path / 'out', 'A robot arm picks up a red cube.', example_media)
     assert saved == [tmp_path / 'out' / 'output.mp4'] and saved[0].is_file()
     assert calls == [torch.Size([9, 3, 32, 48])]
 
 
-def test_missing_opencv_stops_before_any_model_loads(tiny_ck, tmp_path, shared_data, monkeypatch):
+def test_missing_opencv_stops_before_any_model_loads(tiny_ck, tmp_path, example_media, monkeypatch):
     def boom(*a, **k): raise AssertionError('a model was loaded before the guardrail was checked')
     for name in ('load_video2world_dit', 'load_t5', 'load_tokenizer'): monkeypatch.setattr(v2w, name, boom)
     monkeypatch.setitem(sys.modules, 'cv2', None)
-    with pytest.raises(SystemExit) as e: _run(tiny_ck, tmp_path / 'out', 'a cube', shared_data)
+    with pytest.raises(SystemExit) as e: _run(tiny_ck, tmp_path / 'out', 'a cube', example_media)
     assert "pip install 'cosmos-nb[guardrail]'" in str(e.value) and '--disable_guardrail' in str(e.value)

@@ -33,14 +33,14 @@ def pixtral(tmp_path_factory):
 
 # --- the image ----------------------------------------------------------------------------------------------------------------
 
-def test_upsampler_image_is_upstreams_last_frame_and_size(shared_data):
-    img = upsampler_image(shared_data / 'video2world_input0.jpg')
-    ref = Image.open(shared_data / 'video2world_input0.jpg').convert('RGB').resize((1024, 576), Image.Resampling.BICUBIC)
+def test_upsampler_image_is_upstreams_last_frame_and_size(example_media):
+    img = upsampler_image(example_media / 'video2world_input0.jpg')
+    ref = Image.open(example_media / 'video2world_input0.jpg').convert('RGB').resize((1024, 576), Image.Resampling.BICUBIC)
     assert img.size == (1024, 576) and img.tobytes() == ref.tobytes()                  # PIL's default filter for RGB: bicubic
-    last = read_video(shared_data / 'video2world_input2.mp4', start=8)[0][0]             # the 9th and last frame
+    last = read_video(example_media / 'video2world_input2.mp4', start=8)[0][0]             # the 9th and last frame
     ref = Image.fromarray(last.permute(1, 2, 0).numpy()).resize((1024, 576))
-    assert upsampler_image(shared_data / 'video2world_input2.mp4').tobytes() == ref.tobytes()
-    frames = read_video(shared_data / 'video2world_input2.mp4', start=7)[0]             # uint8 T×3×H×W: the last one
+    assert upsampler_image(example_media / 'video2world_input2.mp4').tobytes() == ref.tobytes()
+    frames = read_video(example_media / 'video2world_input2.mp4', start=7)[0]             # uint8 T×3×H×W: the last one
     assert upsampler_image(frames).tobytes() == ref.tobytes()
     x = to_unit(frames, INFERENCE_DIVISOR).permute(1, 0, 2, 3)                          # the pipeline's float 3×N×H×W
     assert upsampler_image(x).tobytes() == ref.tobytes()                                 # x/128 − 1 inverts exactly
@@ -101,42 +101,42 @@ def test_a_broken_folder_is_a_clear_error(tmp_path, pixtral):
 
 # --- upsampling ---------------------------------------------------------------------------------------------------------------
 
-def test_the_tiny_pixtral_runs_upstreams_turn_greedily(pixtral, shared_data):
+def test_the_tiny_pixtral_runs_upstreams_turn_greedily(pixtral, example_media):
     up = PromptUpsampler.load(pixtral)
     assert up.chat() == f'<s>[INST][IMG]\n{UPSAMPLER_INSTRUCTION}[/INST]'
     seen = []
     generate = up.model.generate
     up.model.generate = lambda **kw: seen.append(kw) or generate(**kw)
-    assert up(shared_data / 'video2world_input0.jpg') == SAYS
+    assert up(example_media / 'video2world_input0.jpg') == SAYS
     kw = seen[0]
     assert kw['do_sample'] is False and kw['max_new_tokens'] == 400
     ids = kw['input_ids'][0].tolist()
     assert ids.count(up.tokenizer.bos_token_id) == 1 and ids[0] == up.tokenizer.bos_token_id
     h, w = kw['image_sizes'][0].tolist()
     assert ids.count(up.model.config.image_token_index) == (h // 16) * (w // 16) and max(h, w) == 64
-    assert up(shared_data / 'video2world_input0.jpg', max_new_tokens=3) == ' '.join(SAYS.split()[:3])
-    assert up(shared_data / 'video2world_input2.mp4', offload=True) == SAYS and next(up.model.parameters()).device.type == 'cpu'
+    assert up(example_media / 'video2world_input0.jpg', max_new_tokens=3) == ' '.join(SAYS.split()[:3])
+    assert up(example_media / 'video2world_input2.mp4', offload=True) == SAYS and next(up.model.parameters()).device.type == 'cpu'
 
 
-def test_upsample_prompt_replaces_keeps_or_warns(pixtral, shared_data, tmp_path, capsys):
+def test_upsample_prompt_replaces_keeps_or_warns(pixtral, example_media, tmp_path, capsys):
     ck = pixtral.parent.parent
-    assert upsample_prompt('a road', shared_data / 'video2world_input0.jpg', ck) == SAYS
+    assert upsample_prompt('a road', example_media / 'video2world_input0.jpg', ck) == SAYS
     assert "replaces the given prompt 'a road'" in capsys.readouterr().out
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
-        assert upsample_prompt('a road', shared_data / 'video2world_input0.jpg', tmp_path) == 'a road'
-        assert upsample_prompt(None, shared_data / 'video2world_input0.jpg', tmp_path) is None
+        assert upsample_prompt('a road', example_media / 'video2world_input0.jpg', tmp_path) == 'a road'
+        assert upsample_prompt(None, example_media / 'video2world_input0.jpg', tmp_path) is None
     assert [x.category for x in w] == [FeatureNotAvailableWarning] * 2 and '--disable_prompt_upsampler' in str(w[0].message)
     mute = make_tiny_prompt_upsampler(tmp_path / 'mute' / PIXTRAL_REPO, says='')                 # answers nothing
     with pytest.warns(UserWarning, match='wrote nothing'):
-        assert upsample_prompt('a road', shared_data / 'video2world_input0.jpg', tmp_path / 'mute') == 'a road'
+        assert upsample_prompt('a road', example_media / 'video2world_input0.jpg', tmp_path / 'mute') == 'a road'
 
 
-def test_models_are_loaded_once(pixtral, shared_data, monkeypatch):
+def test_models_are_loaded_once(pixtral, example_media, monkeypatch):
     loads = []
     real = ups.PromptUpsampler.load
     monkeypatch.setattr(ups.PromptUpsampler, 'load', classmethod(lambda cls, f, *a: loads.append(f) or real(f, *a)))
-    for _ in range(2): upsample_prompt(None, shared_data / 'video2world_input0.jpg', pixtral.parent.parent)
+    for _ in range(2): upsample_prompt(None, example_media / 'video2world_input0.jpg', pixtral.parent.parent)
     assert loads == [pixtral]
 
 
@@ -149,45 +149,45 @@ def ck(tmp_path_factory, pixtral):
     return ck
 
 
-def _run(ck, out, shared_data, *extra):
-    argv = ['--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--video_save_folder', out,
+def _run(ck, out, example_media, *extra):
+    argv = ['--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--video_save_folder', out,
             *SMALL, *extra]
     return video2world_main([str(a) for a in argv])
 
 
-def test_cli_upsampled_prompt_replaces_the_given_one(ck, tmp_path, shared_data):
-    saved = _run(ck, tmp_path / 'a', shared_data, '--disable_guardrail')                         # no --prompt needed
+def test_cli_upsampled_prompt_replaces_the_given_one(ck, tmp_path, example_media):
+    saved = _run(ck, tmp_path / 'a', example_media, '--disable_guardrail')                         # no --prompt needed
     assert (tmp_path / 'a' / 'output.txt').read_text() == SAYS and saved[0].is_file()
-    _run(ck, tmp_path / 'b', shared_data, '--disable_guardrail', '--prompt', 'a red cube')     # upstream ignores --prompt
+    _run(ck, tmp_path / 'b', example_media, '--disable_guardrail', '--prompt', 'a red cube')     # upstream ignores --prompt
     assert (tmp_path / 'b' / 'output.txt').read_text() == SAYS
-    _run(ck, tmp_path / 'c', shared_data, '--disable_guardrail', '--disable_prompt_upsampler', '--prompt', 'a red cube')
+    _run(ck, tmp_path / 'c', example_media, '--disable_guardrail', '--disable_prompt_upsampler', '--prompt', 'a red cube')
     assert (tmp_path / 'c' / 'output.txt').read_text() == 'a red cube'                         # no HEAD branch bug
 
 
-def test_cli_guardrail_checks_the_upsampled_prompt(ck, tmp_path, shared_data, capsys):
+def test_cli_guardrail_checks_the_upsampled_prompt(ck, tmp_path, example_media, capsys):
     ck2 = Path(shutil.copytree(ck, tmp_path / 'checkpoints'))
     shutil.rmtree(ck2 / PIXTRAL_REPO)
     make_tiny_prompt_upsampler(ck2 / PIXTRAL_REPO, says='smoke rises after a car bomb')
     make_tiny_guardrail(ck2)                                                                  # blocklist: 'car bomb'
-    assert _run(ck2, tmp_path / 'out', shared_data, '--prompt', 'a quiet street') == []
+    assert _run(ck2, tmp_path / 'out', example_media, '--prompt', 'a quiet street') == []
     out = capsys.readouterr().out
     assert "prompt upsampler: 'smoke rises after a car bomb'" in out and 'the prompt is blocked (blocklist' in out
     assert not (tmp_path / 'out').exists()
 
 
-def test_cli_without_pixtral_still_requires_a_prompt(tmp_path, shared_data, ck):
+def test_cli_without_pixtral_still_requires_a_prompt(tmp_path, example_media, ck):
     bare = Path(shutil.copytree(ck, tmp_path / 'checkpoints', ignore=shutil.ignore_patterns('mistral-community')))
-    with pytest.raises(SystemExit, match='no prompt: pass --prompt'): _run(bare, tmp_path / 'out', shared_data, '--disable_guardrail')
+    with pytest.raises(SystemExit, match='no prompt: pass --prompt'): _run(bare, tmp_path / 'out', example_media, '--disable_guardrail')
 
 
-def test_cli_shows_pixtral_the_inputs_own_last_frame_not_the_stretched_one(ck, tmp_path, shared_data, monkeypatch):
+def test_cli_shows_pixtral_the_inputs_own_last_frame_not_the_stretched_one(ck, tmp_path, example_media, monkeypatch):
     "Upstream's Pixtral sees the input's last frame at its own size (≤ 1024 a side), not the frame stretched to --height/--width."
     import cosmos_nb.upsampler as ups
     seen = []
     def spy(prompt, image, *a, **k): seen.append(image); return 'a spied prompt'
     monkeypatch.setattr(ups, 'upsample_prompt', spy)
-    _run(ck, tmp_path / 'out', shared_data, '--disable_guardrail')                               # SMALL: 32×48 generation
+    _run(ck, tmp_path / 'out', example_media, '--disable_guardrail')                               # SMALL: 32×48 generation
     assert (tmp_path / 'out' / 'output.txt').read_text() == 'a spied prompt'
-    src = shared_data / 'video2world_input0.jpg'
+    src = example_media / 'video2world_input0.jpg'
     assert upsampler_image(seen[0]).tobytes() == upsampler_image(src).tobytes()
     assert upsampler_image(seen[0]).size != (48, 32)

@@ -22,15 +22,15 @@ def test_ffmpeg_made_clip_strided_and_cthw(tmp_path):
     b, _ = read_video(tmp_path/"t.mp4", frame_ids=[3, 12, 21])
     assert torch.equal(a.permute(1, 0, 2, 3), b)
 
-def test_truncated_file_names_the_file(tmp_path, shared_data):
-    src = (shared_data/"video2world_input2.mp4").read_bytes()
+def test_truncated_file_names_the_file(tmp_path, example_media):
+    src = (example_media/"video2world_input2.mp4").read_bytes()
     p = tmp_path/"half.mp4"; p.write_bytes(src[: len(src)//3])
     with pytest.raises(VideoError) as e:
         read_video(p)
     assert "half.mp4" in str(e.value)
 
-def test_bad_layout_and_directory(tmp_path, shared_data):
-    with pytest.raises(ValueError, match="layout"): read_video(shared_data/"video2world_input2.mp4", layout="HWC")
+def test_bad_layout_and_directory(tmp_path, example_media):
+    with pytest.raises(ValueError, match="layout"): read_video(example_media/"video2world_input2.mp4", layout="HWC")
     with pytest.raises(VideoError, match="directory"): video_info(tmp_path)
 
 def test_rgba_png_is_composited_over_white(tmp_path):
@@ -39,8 +39,8 @@ def test_rgba_png_is_composited_over_white(tmp_path):
     v, info = read_video(tmp_path/"a.png")
     assert v.shape == (1, 3, 6, 8) and info.fps == 0 and int(v.min()) == 255
 
-def test_resize_real_4k_clip_to_model_size(shared_data):
-    v, _ = read_video(shared_data/"video2world_input1.mp4")
+def test_resize_real_4k_clip_to_model_size(example_media):
+    v, _ = read_video(example_media/"video2world_input1.mp4")
     r = resize_video(v, (704, 1280), "bicubic")
     assert r.shape == (9, 3, 704, 1280) and r.dtype == torch.uint8
     # stretching preserves the mean colour closely

@@ -72,8 +72,8 @@ def test_python_dash_m_help():
         assert flag in r.stdout
 
 
-def test_single_mode_writes_mp4_of_requested_length_and_prompt(ck, tmp_path, shared_data):
-    saved, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input2.mp4',
+def test_single_mode_writes_mp4_of_requested_length_and_prompt(ck, tmp_path, example_media):
+    saved, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input2.mp4',
                          '--num_input_frames', '9', '--prompt', 'a city street', '--video_save_folder', tmp_path, *SMALL, *QUIET)
     assert err is None, err
     assert saved == [tmp_path / 'output.mp4']
@@ -82,11 +82,11 @@ def test_single_mode_writes_mp4_of_requested_length_and_prompt(ck, tmp_path, sha
     assert (tmp_path / 'output.txt').read_text(encoding='utf-8') == 'a city street'
 
 
-def test_batch_mode_names_outputs_by_line_and_relative_inputs(ck, tmp_path, shared_data):
+def test_batch_mode_names_outputs_by_line_and_relative_inputs(ck, tmp_path, example_media):
     (tmp_path / 'in').mkdir()
-    (tmp_path / 'in' / 'frame.jpg').write_bytes((shared_data / 'video2world_input0.jpg').read_bytes())
+    (tmp_path / 'in' / 'frame.jpg').write_bytes((example_media / 'video2world_input0.jpg').read_bytes())
     lines = [{'prompt': 'a robot arm, ünïcode', 'visual_input': 'frame.jpg'},
-             {'prompt': 'a street', 'visual_input': str(shared_data / 'video2world_input2.mp4')}]
+             {'prompt': 'a street', 'visual_input': str(example_media / 'video2world_input2.mp4')}]
     (tmp_path / 'in' / 'batch.jsonl').write_text('\n'.join(json.dumps(l) for l in lines) + '\n')
     saved, err = run_cli('--checkpoint_dir', ck, '--batch_input_path', tmp_path / 'in' / 'batch.jsonl', '--negative_prompt', '',
                          '--video_save_folder', tmp_path / 'out', '--fps', '12', *SMALL, *QUIET)
@@ -112,11 +112,11 @@ def test_batch_mode_names_outputs_by_line_and_relative_inputs(ck, tmp_path, shar
     (['--input_image_or_video_path', '{data}/video2world_input0.jpg', '--lora_path', '{tmp}/adapter.pt'], ['adapter.pt does not exist']),
     (['--batch_input_path', '{tmp}/missing.jsonl'], ['missing.jsonl does not exist']),
 ])
-def test_bad_input_fails_before_any_model_loads(ck, tmp_path, shared_data, monkeypatch, extra, words):
+def test_bad_input_fails_before_any_model_loads(ck, tmp_path, example_media, monkeypatch, extra, words):
     def boom(*a, **k): raise AssertionError('a model was loaded before the input was checked')
     for name in ('load_video2world_dit', 'load_t5', 'load_tokenizer'): monkeypatch.setattr(v2w, name, boom)
-    (tmp_path / 'broken.mp4').write_bytes((shared_data / 'video2world_input2.mp4').read_bytes()[:2000])
-    fill = lambda s: s.format(data=shared_data, tmp=tmp_path)
+    (tmp_path / 'broken.mp4').write_bytes((example_media / 'video2world_input2.mp4').read_bytes()[:2000])
+    fill = lambda s: s.format(data=example_media, tmp=tmp_path)
     argv = ['--checkpoint_dir', ck, '--prompt', 'p', *SMALL, *QUIET, *map(fill, extra)]
     saved, err = run_cli(*argv)
     assert saved is None and err.startswith('error: ')
@@ -140,10 +140,10 @@ def test_14b_folder_suggests_14b_download(ck):
         find_model_files(ck, 'Cosmos-Predict1-14B-Video2World')
 
 
-def test_unavailable_upsampler_and_guardrail_warn_and_continue(ck, tmp_path, shared_data):
+def test_unavailable_upsampler_and_guardrail_warn_and_continue(ck, tmp_path, example_media):
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
-        saved, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg',
+        saved, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg',
                              '--prompt', 'p', '--video_save_folder', tmp_path, *SMALL)
     assert err is None and saved[0].is_file()
     msgs = [str(x.message) for x in w if x.category is FeatureNotAvailableWarning]
@@ -151,17 +151,17 @@ def test_unavailable_upsampler_and_guardrail_warn_and_continue(ck, tmp_path, sha
     assert any('text guardrail' in m for m in msgs) and any('video guardrail' in m for m in msgs)
 
 
-def test_num_gpus_must_match_the_launched_processes(ck, tmp_path, shared_data):
-    args = ['--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
+def test_num_gpus_must_match_the_launched_processes(ck, tmp_path, example_media):
+    args = ['--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
             '--video_save_folder', tmp_path, '--num_gpus', '2', *SMALL, *QUIET]
     saved, err = run_cli(*args)
     assert saved is None and 'torchrun --nproc_per_node=2' in str(err)
 
 
-def one_and_two_processes(ck, tmp_path, shared_data, flags, port):
+def one_and_two_processes(ck, tmp_path, example_media, flags, port):
     "Run the CLI once plainly and once as `torchrun --nproc_per_node=2 ... --num_gpus 2`; (video of one, video of two, the two's run)."
     from cosmos_nb.video import read_video
-    common = ['--checkpoint_dir', str(ck), '--input_image_or_video_path', str(shared_data / 'video2world_input0.jpg'), '--prompt', 'a street',
+    common = ['--checkpoint_dir', str(ck), '--input_image_or_video_path', str(example_media / 'video2world_input0.jpg'), '--prompt', 'a street',
               *map(str, flags), *map(str, QUIET)]
     one = subprocess.run([sys.executable, '-m', 'cosmos_nb.video2world', *common, '--video_save_folder', str(tmp_path / 'one')],
                          capture_output=True, text=True, timeout=300)
@@ -172,28 +172,28 @@ def one_and_two_processes(ck, tmp_path, shared_data, flags, port):
     return read_video(tmp_path / 'one' / 'output.mp4')[0], read_video(tmp_path / 'two' / 'output.mp4')[0], two
 
 
-def test_context_parallel_torchrun_two_processes_equals_one(ck, tmp_path, shared_data):
+def test_context_parallel_torchrun_two_processes_equals_one(ck, tmp_path, example_media):
     "`torchrun --nproc_per_node=2 ... --num_gpus 2` (2 gloo CPU ranks) writes the same video as one process, from rank 0 only."
-    a, b, _ = one_and_two_processes(ck, tmp_path, shared_data, SMALL, 29613)
+    a, b, _ = one_and_two_processes(ck, tmp_path, example_media, SMALL, 29613)
     assert a.shape == b.shape and (a.float() - b.float()).abs().max() <= 1   # same video (float32 sums in another order)
     assert sorted(p.name for p in (tmp_path / 'two').iterdir()) == ['output.mp4', 'output.txt']
 
 
 # --- the pipeline --------------------------------------------------------------------------------------------------------
 
-def test_pipeline_is_deterministic_and_uses_the_prompt_and_tensor_inputs(ck, shared_data):
+def test_pipeline_is_deterministic_and_uses_the_prompt_and_tensor_inputs(ck, example_media):
     pipe = Video2WorldPipeline(ck, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
     kw = dict(num_video_frames=17, height=32, width=48, num_steps=2)
     from cosmos_nb.video import read_video
-    frames, _ = read_video(shared_data / 'video2world_input0.jpg')
-    a = pipe.generate(shared_data / 'video2world_input0.jpg', 'a red circle', **kw)
+    frames, _ = read_video(example_media / 'video2world_input0.jpg')
+    a = pipe.generate(example_media / 'video2world_input0.jpg', 'a red circle', **kw)
     b = pipe.generate(frames, 'a red circle', **kw)                   # uint8 T×3×H×W in memory: same frames, same video
     c = pipe.generate(frames, 'a blue square', **kw)
     d = pipe.generate(frames, 'a red circle', seed=2, **kw)
     assert torch.equal(a.video, b.video) and not torch.equal(a.video, c.video) and not torch.equal(a.video, d.video)
 
 
-def test_offloading_frees_t5_and_sends_the_dit_away_before_decoding(ck, shared_data, monkeypatch):
+def test_offloading_frees_t5_and_sends_the_dit_away_before_decoding(ck, example_media, monkeypatch):
     pipe = Video2WorldPipeline(ck, device='cpu', dtype='float32', offload_text_encoder_model=True, offload_diffusion_transformer=True,
                                offload_tokenizer=True, disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
     order = []
@@ -203,7 +203,7 @@ def test_offloading_frees_t5_and_sends_the_dit_away_before_decoding(ck, shared_d
     raw = pipe._model.tokenizer.tokenizer                              # the CausalVideoTokenizer inside
     real_decode = raw.decode
     monkeypatch.setattr(raw, 'decode', lambda z, **k: (order.append('decode'), real_decode(z, **k))[1])
-    out = pipe.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
+    out = pipe.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
     assert out.video.shape == (9, 3, 32, 32)
     assert pipe._t5 is None                                            # T5 freed after encoding
     assert order[:2] == ['dit_off', 'decode']                          # the DiT leaves before the decoder runs
@@ -217,10 +217,10 @@ def test_parser_lists_fp8_and_compile_off_by_default():
     assert '--fp8' in helptext and '--compile' in helptext and 'compute capability >= 8.9' in helptext
 
 
-def test_fp8_cli_writes_a_video_close_to_the_full_precision_one(ck, tmp_path, shared_data, monkeypatch):
+def test_fp8_cli_writes_a_video_close_to_the_full_precision_one(ck, tmp_path, example_media, monkeypatch):
     quantized, to_fp8 = [], v2w._to_fp8
     monkeypatch.setattr(v2w, '_to_fp8', lambda net, device: (quantized.append(str(device)), to_fp8(net, device))[1])
-    common = ['--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'a red circle',
+    common = ['--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'a red circle',
               *SMALL, *QUIET]
     ref, err = run_cli(*common, '--video_save_folder', tmp_path / 'ref'); assert err is None, err
     assert quantized == []
@@ -253,34 +253,34 @@ def test_compile_flag_compiles_the_dit_blocks(ck):
     assert fp8_layers(net) and all(b._compiled_call_impl is not None for b in net.blocks.values())
 
 
-def test_fp8_without_fp8_hardware_fails_before_any_model_loads(ck, tmp_path, shared_data, monkeypatch):
+def test_fp8_without_fp8_hardware_fails_before_any_model_loads(ck, tmp_path, example_media, monkeypatch):
     monkeypatch.setattr('cosmos_nb.fp8.fp8_available', lambda device=None: False)
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: 'NVIDIA A100-SXM4-80GB')
     monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: (8, 0))
     monkeypatch.setattr(v2w, 'load_video2world_dit', lambda *a, **k: pytest.fail('the DiT was loaded'))
-    _, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
+    _, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
                      '--fp8', '--video_save_folder', tmp_path, *SMALL, *QUIET)
     assert err.startswith('error: --fp8') and 'A100' in err and '8.0' in err and '>= 8.9' in err and 'leave --fp8 out' in err
 
 
-def test_strict_load_names_the_bad_key(ck_copy, shared_data, tmp_path):
+def test_strict_load_names_the_bad_key(ck_copy, example_media, tmp_path):
     path = ck_copy / DIT_DIR / 'model.pt'
     sd = torch.load(path, weights_only=True)
     sd.pop('net.final_layer.linear.weight')
     torch.save(sd, path)
-    saved, err = run_cli('--checkpoint_dir', ck_copy, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg',
+    saved, err = run_cli('--checkpoint_dir', ck_copy, '--input_image_or_video_path', example_media / 'video2world_input0.jpg',
                          '--prompt', 'p', '--video_save_folder', tmp_path, *SMALL, *QUIET)
     assert err is not None and 'final_layer.linear.weight' in err and 'config.json' in err
 
 
-def test_t5_width_mismatch_is_explained(ck_copy, shared_data):
+def test_t5_width_mismatch_is_explained(ck_copy, example_media):
     cfg = read_model_config(ck_copy / DIT_DIR)
     net = VideoExtendDiT(replace(cfg, crossattn_emb_channels=48))
     torch.save(dit_state_dict_for_upstream(net), ck_copy / DIT_DIR / 'model.pt')
     v2w.write_model_config(ck_copy / DIT_DIR, net.config)
     pipe = Video2WorldPipeline(ck_copy, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
     with pytest.raises(CheckpointLoadError, match='32-wide embeddings, but the DiT .* expects 48'):
-        pipe.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
+        pipe.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
 
 
 def test_checkpoint_without_extra_pos_emb_runs_without_it(ck, tmp_path):
@@ -314,7 +314,7 @@ def _tiny_run(tmp_path, ck, lora: bool, ema: bool):
     return run, model
 
 
-def test_export_full_run_and_generate_with_it(ck_copy, tmp_path, shared_data):
+def test_export_full_run_and_generate_with_it(ck_copy, tmp_path, example_media):
     run, model = _tiny_run(tmp_path, ck_copy, lora=False, ema=True)
     path = export_checkpoint_main([str(run), '--iter', '20', '--checkpoint_dir', str(ck_copy)])
     assert path == ck_copy / post_trained_dir() / 'model.pt'
@@ -323,7 +323,7 @@ def test_export_full_run_and_generate_with_it(ck_copy, tmp_path, shared_data):
     assert meta['iteration'] == 20 and meta['ema'] is False and meta['source'].endswith('iter_000000020_reg_model.pt')
     net = load_video2world_dit(path, dtype=torch.float32, verbose=False)
     torch.testing.assert_close(net.state_dict(), {k: v for k, v in model.net.state_dict().items()})
-    common = ['--checkpoint_dir', ck_copy, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
+    common = ['--checkpoint_dir', ck_copy, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
               *SMALL, *QUIET]
     base, err = run_cli(*common, '--video_save_folder', tmp_path / 'base')
     post, err2 = run_cli(*common, '--video_save_folder', tmp_path / 'post', '--diffusion_transformer_dir', post_trained_dir())
@@ -350,7 +350,7 @@ def test_export_by_experiment_name_uses_output_root(ck, tmp_path, monkeypatch):
     assert json.loads((path.parent / 'config.json').read_text())['experiment'] == 'video2world_tiny_full_synthetic'
 
 
-def test_export_lora_run_and_generate_base_plus_lora_and_adapter_only(ck_copy, tmp_path, shared_data):
+def test_export_lora_run_and_generate_base_plus_lora_and_adapter_only(ck_copy, tmp_path, example_media):
     run, model = _tiny_run(tmp_path, ck_copy, lora=True, ema=True)
     path = export_checkpoint(run, checkpoint_dir=ck_copy)                        # newest (20), regular LoRA weights
     assert path.parent.name == 'Cosmos-Predict1-7B-Video2World_post-trained-lora'
@@ -363,7 +363,7 @@ def test_export_lora_run_and_generate_base_plus_lora_and_adapter_only(ck_copy, t
     ema_net = load_video2world_dit(ema_path, dtype=torch.float32, verbose=False)
     w = 'blocks.block0.blocks.0.block.attn.to_q.0.weight'
     assert not torch.equal(net.state_dict()[w], ema_net.state_dict()[w])         # EMA adapters lag behind the regular ones
-    common = ['--checkpoint_dir', ck_copy, '--input_image_or_video_path', shared_data / 'video2world_input0.jpg', '--prompt', 'p',
+    common = ['--checkpoint_dir', ck_copy, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
               *SMALL, *QUIET]
     base, _ = run_cli(*common, '--video_save_folder', tmp_path / 'base')
     merged, err = run_cli(*common, '--video_save_folder', tmp_path / 'lora', '--diffusion_transformer_dir', post_trained_dir(lora=True))
@@ -510,25 +510,25 @@ def test_plan_follows_the_flags():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-def test_offload_moves_models_between_gpu_and_cpu(ck, shared_data):
+def test_offload_moves_models_between_gpu_and_cpu(ck, example_media):
     pipe = Video2WorldPipeline(ck, device='cuda', offload_diffusion_transformer=True, offload_tokenizer=True,
                                offload_text_encoder_model=True, disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
-    out = pipe.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
+    out = pipe.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
     assert out.video.shape == (17, 3, 64, 64) and pipe._t5 is None
     assert next(pipe._model.net.parameters()).device.type == 'cpu'
     assert next(pipe._model.tokenizer.parameters()).device.type == 'cpu'
     kept = Video2WorldPipeline(ck, device='cuda', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
-    same = kept.generate(shared_data / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
+    same = kept.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
     assert next(kept._model.net.parameters()).device.type == 'cuda'
     assert (out.video.float() - same.video.float()).abs().mean() < 1            # offloading changes where, not what
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs 2 CUDA GPUs')
-def test_context_parallel_on_two_gpus_equals_one_gpu(ck, tmp_path, shared_data):
+def test_context_parallel_on_two_gpus_equals_one_gpu(ck, tmp_path, example_media):
     "`torchrun --nproc_per_node=2 ... --num_gpus 2` over NCCL splits the tokens over two GPUs and writes the one-GPU video."
     flags = ['--num_video_frames', '17', '--height', '64', '--width', '96', '--num_steps', '4', '--device', 'cuda', '--no_progress']
-    a, b, two = one_and_two_processes(ck, tmp_path, shared_data, flags, 29614)
+    a, b, two = one_and_two_processes(ck, tmp_path, example_media, flags, 29614)
     assert two.returncode == 0, two.stderr[-3000:]
     assert a.shape == b.shape == (17, 3, 64, 96)
     assert (a.float() - b.float()).abs().mean() < 2     # bf16 sums in another order: the same video up to rounding
@@ -536,12 +536,12 @@ def test_context_parallel_on_two_gpus_equals_one_gpu(ck, tmp_path, shared_data):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available() or not fp8_available('cuda'), reason='needs a GPU with FP8 (compute capability >= 8.9)')
-def test_fp8_on_the_gpu_with_an_offloaded_dit(ck, shared_data):
+def test_fp8_on_the_gpu_with_an_offloaded_dit(ck, example_media):
     "--fp8 with --offload_diffusion_transformer: quantized on the GPU, waits on the CPU in FP8, a video close to the bf16 one."
     kw, gen = dict(device='cuda', disable_prompt_upsampler=True, disable_guardrail=True, progress=False), dict(num_video_frames=17, height=64, width=64, num_steps=3)
-    ref = Video2WorldPipeline(ck, **kw).generate(shared_data / 'video2world_input0.jpg', 'p', **gen)
+    ref = Video2WorldPipeline(ck, **kw).generate(example_media / 'video2world_input0.jpg', 'p', **gen)
     pipe = Video2WorldPipeline(ck, fp8=True, offload_diffusion_transformer=True, **kw)
-    out = pipe.generate(shared_data / 'video2world_input0.jpg', 'p', **gen)
+    out = pipe.generate(example_media / 'video2world_input0.jpg', 'p', **gen)
     layers = fp8_layers(pipe._model.net)
     assert layers and all(m.weight_fp8.device.type == 'cpu' and m.weight_fp8.dtype == torch.float8_e4m3fn for m in layers.values())
     assert out.video.shape == ref.video.shape and (out.video.float() - ref.video.float()).abs().mean() < 2
