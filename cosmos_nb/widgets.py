@@ -13,7 +13,8 @@ import ipywidgets as W
 from .video import read_video, video_info, encode_mp4, contact_sheet, resize_video, from_unit, VideoError
 
 # %% auto #0
-__all__ = ['VideoPreview', 'side_by_side', 'compare', 'ClipBrowser', 'read_metrics', 'plot_metrics', 'TrainingMonitor']
+__all__ = ['METRIC_LABELS', 'METRIC_TITLES', 'VideoPreview', 'side_by_side', 'compare', 'ClipBrowser', 'read_metrics',
+           'plot_metrics', 'TrainingMonitor']
 
 # %% ../nbs/14_widgets.ipynb #513f9f10
 def _preview_bytes(video: torch.Tensor, fps: float, max_width: int=480, max_frames: int=121) -> bytes:
@@ -120,19 +121,33 @@ def read_metrics(path: str|Path) -> list[dict]:
         except json.JSONDecodeError: continue
     return rows
 
+METRIC_LABELS = {'loss': 'loss', 'lr': 'learning rate', 'grad_norm': 'gradient norm', 'samples_per_sec': 'samples / s',
+                 'sec_per_iter': 's / iteration', 'gpu_mem_gb': 'GPU memory (GB)'}   # y-axis labels of `plot_metrics`
+METRIC_TITLES = {'loss': 'training loss (uncertainty-weighted, can be negative)', 'lr': 'learning rate schedule',
+                 'samples_per_sec': 'throughput'}   # panel titles; others use the label
+
 def plot_metrics(rows: list[dict], # from `read_metrics`
-                 keys: tuple[str, ...]=('loss', 'lr', 'samples_per_sec')): # one panel each
-    "A matplotlib figure with one panel per metric against iteration."
+                 keys: tuple[str, ...]=('loss', 'lr', 'samples_per_sec'), # one panel each
+                 skip_constant: tuple[str, ...]=('lr',), # left out when their value never changes (the title says the value)
+                 title: str|None=None): # figure title (None: only the constant metrics left out, if any)
+    "A matplotlib figure with one labelled panel per metric against iteration; a constant learning rate is a note, not a panel."
     import matplotlib; import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 2.8), squeeze=False)
-    for ax, k in zip(axes[0], keys):
-        pts = [(r['iteration'], r[k]) for r in rows if r.get(k) is not None and 'iteration' in r]
-        if len(pts) >= 50:   # noisy per-step values: faint, with their running mean on top
-            x, y = map(torch.tensor, zip(*pts)); w = max(2, len(pts) // 20)
-            ax.plot(x, y, alpha=.3, lw=.8)
+    pts = {k: [(r['iteration'], r[k]) for r in rows if r.get(k) is not None and 'iteration' in r] for k in keys}
+    const = {k: p[0][1] for k, p in pts.items() if k in skip_constant and p and all(v == p[0][1] for _, v in p)}
+    shown = [k for k in keys if k not in const] or list(keys[:1])
+    fig, axes = plt.subplots(1, len(shown), figsize=(max(6, 4.5 * len(shown)), 3.2), squeeze=False)
+    for ax, k in zip(axes[0], shown):
+        p = pts[k]
+        if len(p) >= 50 and k != 'lr':   # noisy per-step values: faint, with their running mean on top
+            x, y = map(torch.tensor, zip(*p)); w = max(2, len(p) // 20)
+            ax.plot(x, y, alpha=.3, lw=.8, label='every step')
             ax.plot(x[w - 1:], y.unfold(0, w, 1).mean(1), color='C0', lw=1.8, label=f'mean of {w}'); ax.legend(fontsize=8)
-        elif pts: ax.plot(*zip(*pts), marker='.')
-        ax.set_title(k); ax.set_xlabel('iteration'); ax.grid(alpha=.3)
+        elif p: ax.plot(*zip(*p), marker='.' if len(p) < 50 else None)
+        if k == 'loss' and p and min(v for _, v in p) < 0 < max(v for _, v in p): ax.axhline(0, color='gray', lw=.8, ls='--')
+        ax.set_title(METRIC_TITLES.get(k, METRIC_LABELS.get(k, k)), fontsize=10)
+        ax.set_xlabel('iteration'); ax.set_ylabel(METRIC_LABELS.get(k, k)); ax.grid(alpha=.3)
+    notes = [f'{METRIC_LABELS.get(k, k)} {v:g} throughout' for k, v in const.items()]
+    if title or notes: fig.suptitle(' · '.join(([title] if title else []) + notes), fontsize=10)
     fig.tight_layout()
     return fig
 
