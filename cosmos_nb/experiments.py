@@ -1,4 +1,4 @@
-"""Typed experiment configs and the registry of named experiments: the two upstream post-training recipes under their upstream names, and tiny CPU variants.
+"""Typed experiment configs and the registry of named experiments: upstream's six Video2World 7B post-training recipes under their upstream names and values, and tiny CPU variants.
 
 Docs: https://cosmos-nb.github.io/cosmos-nb/experiments.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/experiments.html.md"""
 
 # %% ../nbs/08_experiments.ipynb #685f0480
 from __future__ import annotations
-import math
+import difflib, math
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 from typing import Callable
@@ -15,11 +15,14 @@ from .dit import DiTConfig
 from .diffusion import DiffusionConfig
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'JobConfig', 'TokenizerChoice', 'DataConfig', 'OptimizerConfig', 'SchedulerConfig', 'EMAConfig',
-           'LoRAConfig', 'TrainerConfig', 'CheckpointConfig', 'ExperimentConfig', 'register_experiment',
-           'list_experiments', 'get_experiment', 'video2world_7b_example_hdvila',
-           'video2world_7b_lora_example_cosmos_nemo_assets', 'video2world_tiny_lora_synthetic',
-           'video2world_tiny_full_synthetic']
+__all__ = ['EXPERIMENTS', 'EXPERIMENT_GPUS', 'JobConfig', 'TokenizerChoice', 'DataConfig', 'OptimizerConfig', 'SchedulerConfig',
+           'EMAConfig', 'LoRAConfig', 'TrainerConfig', 'CheckpointConfig', 'ExperimentConfig', 'register_experiment',
+           'list_experiments', 'UnknownExperimentError', 'unknown_experiment_message', 'get_experiment',
+           'video2world_7b_example_hdvila', 'video2world_7b_lora_example_cosmos_nemo_assets',
+           'video2world_7b_example_cosmos_nemo_assets', 'video2world_7b_example_cosmos_nemo_assets_4gpu_80gb',
+           'video2world_7b_example_cosmos_nemo_assets_8gpu_40gb', 'video2world_7b_example_cosmos_nemo_assets_4gpu_40gb',
+           'video2world_tiny_lora_synthetic', 'video2world_tiny_full_synthetic', 'describe_experiments',
+           'experiments_overview']
 
 # %% ../nbs/08_experiments.ipynb #cbb75365
 @dataclass
@@ -135,44 +138,60 @@ class ExperimentConfig:
 
 # %% ../nbs/08_experiments.ipynb #592583c6
 EXPERIMENTS: dict[str, Callable[[], ExperimentConfig]] = {}
+EXPERIMENT_GPUS: dict[str, str] = {}     # name → the GPUs the recipe is made for, e.g. '8 × 80 GB'
 
-def register_experiment(fn: Callable[[], ExperimentConfig]): # builds the config; its name is the experiment's name
-    "Decorator: register `fn` under `fn.__name__`."
+def register_experiment(fn: Callable[[], ExperimentConfig]|None=None, # builds the config; its name is the experiment's name
+                        *, gpus: str='CPU'): # the GPUs it is made for (upstream's torchrun --nproc_per_node × card memory)
+    "Decorator (`@register_experiment` or `@register_experiment(gpus='8 × 80 GB')`): register `fn` under `fn.__name__`."
+    if fn is None: return lambda f: register_experiment(f, gpus=gpus)
     if fn.__name__ in EXPERIMENTS: raise KeyError(f'experiment {fn.__name__!r} is registered twice')
-    EXPERIMENTS[fn.__name__] = fn
+    EXPERIMENTS[fn.__name__], EXPERIMENT_GPUS[fn.__name__] = fn, gpus
     return fn
 
 def list_experiments() -> list[str]:
     "Names of the registered experiments."
     return sorted(EXPERIMENTS)
 
+class UnknownExperimentError(KeyError):
+    "An experiment name that is not registered; the message suggests close names."
+    def __str__(self): return str(self.args[0])
+
+def unknown_experiment_message(name: str) -> str:
+    "One line: the unknown name, the registered names closest to it, and every registered name."
+    close = difflib.get_close_matches(name, list_experiments(), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ''
+    return f'unknown experiment {name!r}{hint} (registered experiments: {", ".join(list_experiments())})'
+
 def get_experiment(name: str, # a registered experiment name
                    overrides: list[str]|tuple=()) -> ExperimentConfig: # dotted `key=value` overrides
     "Build the named experiment's config and apply overrides; unknown names list the known ones."
-    if name not in EXPERIMENTS:
-        raise KeyError(f'unknown experiment {name!r}; registered experiments: {", ".join(list_experiments())}')
+    if name not in EXPERIMENTS: raise UnknownExperimentError(unknown_experiment_message(name))
     cfg = EXPERIMENTS[name]()
     if cfg.job.name != name: cfg = replace(cfg, job=replace(cfg.job, name=name))
     return apply_overrides(cfg, list(overrides))
 
 # %% ../nbs/08_experiments.ipynb #486ef225
-@register_experiment
-def video2world_7b_example_hdvila() -> ExperimentConfig:
-    "Full post-training of the 7B Video2World model on the HD-VILA example (upstream's name and values)."
+def _full_7b(name: str, data: DataConfig, ema: bool=True) -> ExperimentConfig:
+    "Upstream's full post-training of the 7B Video2World model (FSDP, 2000 iterations) on `data`."
     return ExperimentConfig(
-        job=JobConfig(name='video2world_7b_example_hdvila'),
+        job=JobConfig(name=name),
         net=DiTConfig.predict1_7b_video2world(activation_checkpointing=True, checkpoint_policy='save_attention'),
-        data=DataConfig(dataset_dir='datasets/hdvila', num_frames=121, video_size=(720, 1280)),
-        optimizer=OptimizerConfig(lr=2**-14.3),
+        data=data,
+        optimizer=OptimizerConfig(lr=2**-14.3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-10),
         scheduler=SchedulerConfig(warm_up_steps=2500, f_start=1e-6, f_max=1.0, f_min=1.0),
-        ema=EMAConfig(enabled=True, rate=0.1),
+        ema=EMAConfig(enabled=ema, rate=0.1),
         trainer=TrainerConfig(max_iter=2000, logging_iter=200, distributed='fsdp', activation_checkpointing=True),
         checkpoint=CheckpointConfig(save_iter=200))
 
+@register_experiment(gpus='8 × 80 GB')
+def video2world_7b_example_hdvila() -> ExperimentConfig:
+    "Full post-training of the 7B model on the HD-VILA-100M example clips (upstream's first example)."
+    return _full_7b('video2world_7b_example_hdvila', DataConfig(dataset_dir='datasets/hdvila', num_frames=121, video_size=(720, 1280)))
+
 # %% ../nbs/08_experiments.ipynb #fdabe106
-@register_experiment
+@register_experiment(gpus='4 × 80 GB')
 def video2world_7b_lora_example_cosmos_nemo_assets() -> ExperimentConfig:
-    "LoRA post-training of the 7B Video2World model on Cosmos-NeMo-Assets (upstream's name and values)."
+    "LoRA post-training of the 7B model on Cosmos-NeMo-Assets (rank-8 adapters, the base frozen)."
     return ExperimentConfig(
         job=JobConfig(name='video2world_7b_lora_example_cosmos_nemo_assets'),
         net=DiTConfig.predict1_7b_video2world(activation_checkpointing=True, checkpoint_policy='save_attention'),
@@ -183,6 +202,32 @@ def video2world_7b_lora_example_cosmos_nemo_assets() -> ExperimentConfig:
         lora=LoRAConfig(enabled=True, first_nblocks=28, rank=8, scale=1.0),
         trainer=TrainerConfig(max_iter=5000, logging_iter=200, distributed='ddp', activation_checkpointing=True),
         checkpoint=CheckpointConfig(save_iter=1000))
+
+# %% ../nbs/08_experiments.ipynb #5eb7923d
+@register_experiment(gpus='8 × 80 GB')
+def video2world_7b_example_cosmos_nemo_assets() -> ExperimentConfig:
+    "Full post-training of the 7B model on Cosmos-NeMo-Assets (what upstream's current guide runs)."
+    return _full_7b('video2world_7b_example_cosmos_nemo_assets',
+                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=121, video_size=(720, 1280)))
+
+@register_experiment(gpus='4 × 80 GB')
+def video2world_7b_example_cosmos_nemo_assets_4gpu_80gb() -> ExperimentConfig:
+    "Full post-training on Cosmos-NeMo-Assets with 4 GPUs of 80 GB: smaller frames."
+    return _full_7b('video2world_7b_example_cosmos_nemo_assets_4gpu_80gb',
+                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=8 * 15 + 1, video_size=(384, 384)))
+
+@register_experiment(gpus='8 × 40 GB')
+def video2world_7b_example_cosmos_nemo_assets_8gpu_40gb() -> ExperimentConfig:
+    "Full post-training on Cosmos-NeMo-Assets with 8 GPUs of 40 GB: short, small clips, no EMA."
+    return _full_7b('video2world_7b_example_cosmos_nemo_assets_8gpu_40gb',
+                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=8 * 3 + 1, video_size=(384, 384)), ema=False)
+
+@register_experiment(gpus='4 × 40 GB')
+def video2world_7b_example_cosmos_nemo_assets_4gpu_40gb() -> ExperimentConfig:
+    "Full post-training on Cosmos-NeMo-Assets with 4 GPUs of 40 GB: short, tiny clips, no EMA."
+    return _full_7b('video2world_7b_example_cosmos_nemo_assets_4gpu_40gb',
+                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=8 * 3 + 1, video_size=(192, 192), num_workers=0),
+                    ema=False)
 
 # %% ../nbs/08_experiments.ipynb #6943b11c
 def _tiny(name: str, lora: bool) -> ExperimentConfig:
@@ -209,3 +254,19 @@ def video2world_tiny_lora_synthetic() -> ExperimentConfig:
 def video2world_tiny_full_synthetic() -> ExperimentConfig:
     "CPU-sized full fine-tune recipe on the synthetic dataset (tests, demos)."
     return _tiny('video2world_tiny_full_synthetic', lora=False)
+
+# %% ../nbs/08_experiments.ipynb #326725c3
+def describe_experiments() -> list[dict]:
+    "One row per registered experiment: name, GPUs, frames, size (H×W) and what it is for (its docstring's first line)."
+    rows = []
+    for name in EXPERIMENTS:
+        c, doc = get_experiment(name), (EXPERIMENTS[name].__doc__ or '').strip().splitlines()
+        rows.append(dict(name=name, gpus=EXPERIMENT_GPUS[name], frames=c.data.num_frames,
+                         size='×'.join(map(str, c.data.video_size)), purpose=doc[0] if doc else ''))
+    return rows
+
+def experiments_overview() -> str:
+    "The registered experiments as aligned plain-text lines (name, GPUs, purpose), for the command line."
+    rows = describe_experiments()
+    w = max(len(r['name']) for r in rows)
+    return '\n'.join(f"  {r['name']:<{w}}  {r['gpus']:<9}  {r['purpose']}" for r in rows)
