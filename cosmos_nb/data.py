@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
 from .config import atomic_write
 from .video import VideoError, read_video, resize_video, video_info, write_video
 
@@ -23,8 +23,9 @@ from .video import VideoError, read_video, resize_video, video_info, write_video
 __all__ = ['VIDEOS', 'METAS', 'T5_DIR', 'VIDEOS_ORIG', 'T5_MAX_LENGTH', 'T5_DIM', 'SHAPES', 'COLORS', 'BACKGROUNDS', 'MOTIONS',
            'DatasetLayout', 'write_captions', 'T5PickleError', 'check_t5_embeddings', 'load_t5_pickle',
            'save_t5_pickle', 'pad_t5_embedding', 'window_starts', 'ShapeClip', 'random_shape_clip', 'render_shape_clip',
-           'toy_text_embedding', 'make_synthetic_dataset', 'StemReport', 'DatasetReport', 'validate_dataset',
-           'VideoDataset', 'make_sampler', 'iterate_epochs', 'make_dataloader']
+           'toy_text_embedding', 'make_synthetic_dataset', 'StemReport', 'DatasetReport', 'video_fix', 'embedding_fix',
+           'embedding_problem', 'validate_dataset', 'BadItemError', 'VideoDataset', 'GoodItems', 'make_sampler',
+           'iterate_epochs', 'make_dataloader']
 
 # %% ../nbs/02_data.ipynb #dcb603d1
 VIDEOS, METAS, T5_DIR, VIDEOS_ORIG = 'videos', 'metas', 't5_xxl', 'videos_orig'
@@ -73,7 +74,7 @@ class T5PickleError(ValueError):
     def __init__(self, path, problem: str):
         self.path, self.problem = str(path), problem
         super().__init__(f'{path}: {problem}. Recompute it with `cosmos-nb t5-embed DATASET` '
-                         f'(delete the file first; existing embeddings are skipped).')
+                         f'(it replaces every embedding it cannot load).')
 
 _NUMPY_GLOBALS = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode'),
                   ('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
@@ -255,6 +256,29 @@ class DatasetReport:
                 '| stem | frames | fps | size | tokens | status |\n|---|---|---|---|---|---|\n' + '\n'.join(rows))
 
 # %% ../nbs/02_data.ipynb #9102f729
+def video_fix(stem: str) -> str:
+    "How to fix a clip that does not open or stops decoding part-way."
+    return (f're-encode or replace it (e.g. `ffmpeg -i {stem}.mp4 -c:v libx264 -pix_fmt yuv420p fixed.mp4`), or delete '
+            f'{VIDEOS}/{stem}.mp4 with its {METAS}/ and {T5_DIR}/ files')
+
+def embedding_fix(lay: DatasetLayout, stem: str) -> str:
+    "How to (re)compute one stem's T5 embedding."
+    if lay.caption(stem).exists(): return f'run `cosmos-nb t5-embed {lay.root}` (it computes missing and unreadable embeddings)'
+    return f'write a caption to {METAS}/{stem}.txt, then run `cosmos-nb t5-embed {lay.root}`'
+
+def embedding_problem(lay: DatasetLayout, # the dataset folder
+                      stem: str) -> str|None:
+    "Why `t5_xxl/<stem>.pickle` cannot be trained on (missing, refused, unreadable, too long) and the fix; None when it is fine."
+    p = lay.embedding(stem)
+    if not p.exists(): why = f'no T5 embedding ({T5_DIR}/{stem}.pickle)'
+    else:
+        try:
+            n = load_t5_pickle(p)[0].shape[0]
+            if n <= T5_MAX_LENGTH: return None
+            why = f'T5 embedding {T5_DIR}/{stem}.pickle has {n} tokens (more than {T5_MAX_LENGTH})'
+        except T5PickleError as e: why = f'unusable T5 embedding {T5_DIR}/{stem}.pickle ({e.problem})'
+    return f'{why}: {embedding_fix(lay, stem)}'
+
 def _check_stem(lay: DatasetLayout, stem: str, span: int) -> StemReport:
     r = StemReport(stem)
     if not lay.video(stem).exists(): r.problems.append(f'no video ({VIDEOS}/{stem}.mp4)')
@@ -264,28 +288,21 @@ def _check_stem(lay: DatasetLayout, stem: str, span: int) -> StemReport:
             r.num_frames, r.fps, r.size = info.num_frames, info.fps, info.size
             read_video(lay.video(stem), frame_ids=sorted({0, info.num_frames - 1}))
             if info.num_frames < span: r.problems.append(f'too short: {info.num_frames} frames, a window needs {span}')
-        except VideoError as e: r.problems.append(f'unreadable video ({e.problem})')
+        except VideoError as e: r.problems.append(f'unreadable video ({e.problem}): {video_fix(stem)}')
     if not lay.caption(stem).exists(): r.notes.append(f'no caption ({METAS}/{stem}.txt)')
     elif not lay.caption(stem).read_text().strip(): r.notes.append('empty caption')
     if lay.meta(stem).exists():
         try: json.loads(lay.meta(stem).read_text())
         except ValueError as e: r.notes.append(f'{METAS}/{stem}.json is not valid JSON ({e})')
-    if not lay.embedding(stem).exists():
-        fix = 'run `cosmos-nb t5-embed`' if lay.caption(stem).exists() else 'write a caption, then run `cosmos-nb t5-embed`'
-        r.problems.append(f'no T5 embedding ({T5_DIR}/{stem}.pickle): {fix}')
-    else:
-        try:
-            emb = load_t5_pickle(lay.embedding(stem))[0]
-            r.n_tokens = emb.shape[0]
-            if r.n_tokens > T5_MAX_LENGTH: r.problems.append(f'embedding has {r.n_tokens} tokens (> {T5_MAX_LENGTH})')
-        except T5PickleError as e: r.problems.append(f'bad T5 embedding ({e.problem})')
+    if (why := embedding_problem(lay, stem)): r.problems.append(why)
+    else: r.n_tokens = load_t5_pickle(lay.embedding(stem))[0].shape[0]
     return r
 
 def validate_dataset(dataset_dir: str|Path, # the dataset folder
                      num_frames: int=1, # frames per training window (121 for the 7B recipes)
                      sequence_interval: int=1, # stride between a window's frames
                      num_threads: int=8) -> DatasetReport:
-    "Check every stem of a dataset folder and report, per stem, what is missing or unreadable."
+    "Check every stem of a dataset folder and report, per stem, what is missing or unreadable and how to fix it."
     lay = DatasetLayout(dataset_dir)
     if not lay.root.is_dir(): raise FileNotFoundError(f'dataset folder {lay.root} does not exist')
     if not lay.videos.is_dir(): raise FileNotFoundError(f'{lay.root} has no {VIDEOS}/ folder: is it a dataset in the upstream layout?')
@@ -307,6 +324,12 @@ def _resize_frames(frames: torch.Tensor, # uint8 [T, 3, H0, W0]
     return out
 
 # %% ../nbs/02_data.ipynb #df28308b
+class BadItemError(ValueError):
+    "One sample of a dataset cannot be read from its own files; the message names the file, says why and how to fix it."
+    def __init__(self, stem: str, start: int, message: str):
+        self.stem, self.start = stem, start
+        super().__init__(message)
+
 class VideoDataset(Dataset):
     "Every `num_frames`-frame window of every video in `dataset_dir/videos`, with its padded T5 embedding (upstream semantics)."
     def __init__(self, dataset_dir: str|Path, # folder in the upstream layout (videos/, t5_xxl/)
@@ -338,10 +361,10 @@ class VideoDataset(Dataset):
                              f'(run `validate_dataset` to see why)')
 
     def _probe(self, stem):
-        "(window starts, None) for a usable video, or (None, why it is skipped)."
-        if not self.layout.embedding(stem).exists(): return None, f'no T5 embedding ({T5_DIR}/{stem}.pickle): run `cosmos-nb t5-embed`'
+        "(window starts, None) for a usable video, or (None, why it is skipped and the fix)."
+        if (why := embedding_problem(self.layout, stem)): return None, why
         try: n = video_info(self.layout.video(stem)).num_frames
-        except VideoError as e: return None, f'unreadable ({e.problem})'
+        except VideoError as e: return None, f'unreadable video ({e.problem}): {video_fix(stem)}'
         starts = window_starts(n, self.num_frames, self.sequence_interval, self.start_frame_interval)
         if not len(starts): return None, f'too short: {n} frames, a window needs {(self.num_frames - 1) * self.sequence_interval + 1}'
         return starts, None
@@ -372,25 +395,69 @@ class VideoDataset(Dataset):
                     image_size=torch.tensor([H, W, H, W]), num_frames=self.num_frames,
                     padding_mask=torch.zeros(1, H, W))
 
-    def __getitem__(self, index: int) -> dict:
+    def get(self, index: int) -> dict:
+        "Sample `index` from its own files, or `BadItemError` naming the file, why and the fix; never another sample."
         stem, start = self.locate(index)
-        if stem not in self.bad:
-            try: return self.load(stem, start)
-            except (VideoError, T5PickleError, ValueError, OSError) as e:
-                self.bad.add(stem)
-                warnings.warn(f'skipping {stem} for the rest of this epoch: {e}')
-        return self._fallback(index)
+        try: return self.load(stem, start)
+        except T5PickleError as e: why = f'{e.path}: {e.problem}; {embedding_fix(self.layout, stem)}'
+        except VideoError as e: why = f'{e.path} (window at frame {start}): {e.problem}; {video_fix(stem)}'
+        except (ValueError, OSError) as e:
+            why = f'{self.layout.video(stem)} (window at frame {start}): {type(e).__name__}: {e}; check it with `validate_dataset`'
+        raise BadItemError(stem, start, why)
 
-    def _fallback(self, index: int) -> dict:
-        "The next window (cyclically) that belongs to another, still good video."
+    def __getitem__(self, index: int) -> dict:
+        "Sample `index`; a bad one is replaced, whole, by the next good window of another clip (training needs full batches)."
+        stem, _ = self.locate(index)
+        why = None
+        if stem not in self.bad:
+            try: return self.get(index)
+            except BadItemError as e: self.bad.add(stem); why = str(e)
+        return self._substitute(index, why)
+
+    def _substitute(self, index: int, why: str|None) -> dict:
+        "The next window (cyclically) of another, still good clip: its frames, embedding and name together."
         for j in count(1):
             if j > len(self) or len(self.bad) == len(self.stems):
                 raise RuntimeError(f'{self.layout.root}: every video failed to load ({len(self.bad)} bad); see the warnings')
-            stem, start = self.locate((index + j) % len(self))
+            k = (index + j) % len(self)
+            stem, start = self.locate(k)
             if stem in self.bad: continue
-            try: return self.load(stem, start)
-            except (VideoError, T5PickleError, ValueError, OSError) as e:
-                self.bad.add(stem); warnings.warn(f'skipping {stem} for the rest of this epoch: {e}')
+            try: item = self.get(k)
+            except BadItemError as e:
+                self.bad.add(stem); warnings.warn(f'{e}. Skipping {stem} for the rest of this epoch.'); continue
+            if why: warnings.warn(f'{why}. Training on {stem}.mp4 from frame {start} instead (its frames, text embedding and '
+                                  f'name together); the bad clip is skipped for the rest of this epoch.')
+            return item
+
+# %% ../nbs/02_data.ipynb #c5750f56
+class _Tagged(Dataset):
+    "(index, sample or None, (stem, start, why) or None) for `GoodItems`."
+    def __init__(self, dataset, indices): self.dataset, self.indices = dataset, list(indices)
+    def __len__(self): return len(self.indices)
+    def __getitem__(self, k):
+        i = self.indices[k]
+        try: return i, self.dataset.get(i), None
+        except BadItemError as e: return i, None, (e.stem, e.start, str(e))
+
+def _collate_good(rows):
+    good = [(i, x) for i, x, _ in rows if x is not None]
+    return [i for i, _ in good], (default_collate([x for _, x in good]) if good else None), [b for *_, b in rows if b]
+
+class GoodItems:
+    "Batches `(indices, batch)` of the samples of `dataset` at `indices` that load from their own files; bad ones are skipped, never replaced."
+    def __init__(self, dataset: VideoDataset, # a dataset with `get(i)` (raises `BadItemError`)
+                 indices, # sample indices to walk, in order
+                 batch_size: int=1, # good samples per batch (a batch after a skip can be smaller)
+                 num_workers: int=0): # loader processes
+        self.loader = DataLoader(_Tagged(dataset, indices), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate_good)
+        self.skipped: dict[tuple[str, int], str] = {}   # (stem, start) -> why and the fix
+    def __len__(self): return len(self.loader)
+    def __iter__(self):
+        for indices, batch, bad in self.loader:
+            for stem, start, why in bad:
+                if all(s != stem for s, _ in self.skipped): warnings.warn(f'skipping {why}', stacklevel=2)   # once per clip
+                self.skipped[(stem, start)] = why
+            if indices: yield indices, batch
 
 # %% ../nbs/02_data.ipynb #d55e30dd
 def make_sampler(dataset: Dataset, # the dataset to shard
