@@ -1,9 +1,10 @@
 """Benchmark the Video2World DiT (cosmos_nb.dit): forward and forward+backward time, TFLOP/s and MFU.
 
 MFU is measured against the bf16 matmul peak this script measures on the same device (large square matmuls),
-and also given against the datasheet value when the device is known. FLOPs per forward follow spec §6.2
-(`dit_forward_flops`: 2.2095 PFLOP for 7B at 16×88×160 latents = 121×704×1280 video); a training step counts
-3× the forward (activation recomputation is not counted, as is usual for MFU).
+and also given against the datasheet value when the device is known. FLOPs per forward count 2 per multiply-add
+of every matmul, elementwise work and softmax ignored (`dit_forward_flops`: 2.2095 PFLOP for 7B at 16×88×160
+latents = 121×704×1280 video); a training step counts 3× the forward (activation recomputation is not counted,
+as is usual for MFU).
 
 GPU (the lead runs this on one H100):
     python bench/bench_dit.py                       # 7B, 1×16×16×88×160, SDPA backends cudnn>flash, eager

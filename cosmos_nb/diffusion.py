@@ -34,7 +34,7 @@ def append_dims(x: torch.Tensor, # a tensor shaped `(B,)` (or a scalar)
 def edm_scaling(sigma: torch.Tensor|float, # noise level σ, shape `(B,)` or scalar
                 sigma_data: float=0.5, # σ_d, the data std
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    "EDM preconditioning `(c_skip, c_out, c_in, c_noise)` for noise level `sigma` (spec §1.1)."
+    "EDM preconditioning `(c_skip, c_out, c_in, c_noise)` for noise level `sigma` (upstream `EDMScaling`)."
     if not torch.is_tensor(sigma): sigma = torch.tensor(float(sigma))
     c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
     c_out = sigma * sigma_data / (sigma**2 + sigma_data**2).sqrt()
@@ -49,13 +49,13 @@ def sample_lognormal_sigma(n: int, # how many σ to draw (the batch size)
                            multiplier: float=1.0, # scale (4 = √16 for video training batches)
                            generator: torch.Generator|None=None, # RNG (default: torch's global one)
                            device=None) -> torch.Tensor: # `(n,)` float32
-    "Log-normal noise levels `σ = multiplier·exp(N(p_mean, p_std²))` (spec §1.3, §2.3)."
+    "Log-normal noise levels `σ = multiplier·exp(N(p_mean, p_std²))`: the training σ, and σ_aug of the conditioning frames."
     return multiplier * torch.exp(p_mean + p_std * torch.randn(n, generator=generator, device=device))
 
 # %% ../nbs/07_diffusion.ipynb #38b501c6
 def edm_loss_weight(sigma: torch.Tensor, # noise level σ, `(B,)`
                     sigma_data: float=0.5) -> torch.Tensor: # `(B,)`
-    "EDM loss weight `λ(σ) = (σ² + σ_d²)/(σ·σ_d)²` (spec §1.4)."
+    "EDM loss weight `λ(σ) = (σ² + σ_d²)/(σ·σ_d)²`, which is `1/c_out²`."
     return (sigma**2 + sigma_data**2) / (sigma * sigma_data)**2
 
 # %% ../nbs/07_diffusion.ipynb #97103e52
@@ -85,7 +85,7 @@ def edm_loss(x0: torch.Tensor, # clean latent, `B×C×T×H×W`
              sigma_data: float=0.5,
              reduce: str='mean', # 'mean' over all elements, or 'sum' per sample then mean over the batch
             ) -> tuple[torch.Tensor, dict]: # the loss and `{'mse_loss', 'edm_loss'}` (detached)
-    "Uncertainty-weighted EDM loss `reduce(λ(σ)·(x0 − x̂0)²·e^{−u} + u)` (spec §1.4)."
+    "Uncertainty-weighted EDM loss `reduce(λ(σ)·(x0 − x̂0)²·e^{−u} + u)` (upstream `compute_loss_with_epsilon_and_sigma`)."
     if reduce not in ('mean', 'sum'): raise ValueError(f"reduce must be 'mean' or 'sum', got {reduce!r}")
     pred_mse = (x0.float() - x0_pred.float())**2                                # B, C, T, H, W
     weighted = append_dims(edm_loss_weight(sigma.float(), sigma_data), x0.ndim) * pred_mse
@@ -100,14 +100,14 @@ def edm_loss(x0: torch.Tensor, # clean latent, `B×C×T×H×W`
 def sample_num_condition_frames(min_frames: int=0, # fewest conditioning latent frames
                                 max_frames: int=2, # most conditioning latent frames
                                 generator: torch.Generator|None=None) -> int:
-    "Draw the number of conditioning latent frames uniformly from `{min_frames, ..., max_frames}` (spec §2.1)."
+    "Draw the number of conditioning latent frames uniformly from `{min_frames, ..., max_frames}`."
     return int(torch.randint(min_frames, max_frames + 1, (1,), generator=generator))
 
 # %% ../nbs/07_diffusion.ipynb #43e4e4bd
 def condition_indicator(num_latent_frames: int, # T of the latent
                         num_condition_frames: int, # n: leading frames that are given
                         device=None, dtype=torch.float32) -> torch.Tensor: # `(1, 1, T, 1, 1)`
-    "1 on the first `n` latent frames, 0 elsewhere (spec §2.2)."
+    "1 on the first `n` latent frames, 0 elsewhere (upstream's `condition_video_indicator`)."
     if not 0 <= num_condition_frames <= num_latent_frames:
         raise ValueError(f'num_condition_frames={num_condition_frames} must be between 0 and the latent length {num_latent_frames}')
     ind = torch.zeros(1, 1, num_latent_frames, 1, 1, device=device, dtype=dtype)
@@ -128,7 +128,7 @@ def compose_condition_input(xt: torch.Tensor, # noisy latent `B×C×T×H×W` at 
                             sigma_aug: torch.Tensor, # augmentation noise level of the condition `(B,)`
                             aug_noise: torch.Tensor, # standard normal noise like `gt_latent`
                             sigma_data: float=0.5) -> torch.Tensor:
-    "`new_xt = ind·c_in(σ_aug)·(x0 + σ_aug·n)/c_in(σ) + (1 − ind)·x_t` (spec §2.4)."
+    "`new_xt = ind·c_in(σ_aug)·(x0 + σ_aug·n)/c_in(σ) + (1 − ind)·x_t`."
     nd = xt.ndim
     c_in = append_dims(edm_scaling(sigma, sigma_data)[2], nd)
     c_in_aug = append_dims(edm_scaling(sigma_aug, sigma_data)[2], nd)
@@ -142,7 +142,7 @@ def paste_condition_output(F_out: torch.Tensor, # raw (or guided) net output `B�
                            indicator: torch.Tensor, # `(1 or B, 1, T, 1, 1)`
                            sigma: torch.Tensor, # `(B,)`
                            sigma_data: float=0.5) -> torch.Tensor:
-    "Replace `F` on the indicated frames by `F_gt = (gt − c_skip·new_xt)/c_out` (corrected spec §3.3 step 5)."
+    "Replace `F` on the indicated frames by `F_gt = (gt − c_skip·new_xt)/c_out` (upstream's corrected `_reverse_precondition_output`)."
     c_skip, c_out, _, _ = (append_dims(c, F_out.ndim) for c in edm_scaling(sigma, sigma_data))
     F_gt = (gt_latent - c_skip * new_xt) / c_out
     return indicator * F_gt + (1 - indicator) * F_out
@@ -151,7 +151,7 @@ def paste_condition_output(F_out: torch.Tensor, # raw (or guided) net output `B�
 def drop_text_embeddings(emb: torch.Tensor, # T5 embeddings `(B, L, D)`
                          p: float=0.2, # dropout probability per sample
                          generator: torch.Generator|None=None) -> torch.Tensor:
-    "Zero each sample's whole text embedding with probability `p` (spec §2.7)."
+    "Zero each sample's whole text embedding with probability `p`."
     if p <= 0: return emb
     keep = (torch.rand(emb.shape[0], generator=generator) >= p).to(device=emb.device, dtype=emb.dtype)
     return emb * append_dims(keep, emb.ndim)
@@ -163,7 +163,7 @@ def karras_sigmas(num_steps: int=35, # N: number of noise levels before the fina
                   rho: float=7.0, # ρ: spacing exponent
                   append_zero: bool=True, # append the final σ = 0 (the Euler sampler's end point)
                  ) -> torch.Tensor: # descending, float64, `(N+1,)` or `(N,)`
-    "Karras et al. noise levels `σ_max → σ_min`, uniform in `σ^(1/ρ)`, plus a final 0 (spec §3.2)."
+    "Karras et al. noise levels `σ_max → σ_min`, uniform in `σ^(1/ρ)`, plus a final 0."
     if num_steps < 2: raise ValueError(f'num_steps must be at least 2, got {num_steps}')
     if not 0 < sigma_min < sigma_max: raise ValueError(f'need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}')
     ramp = torch.linspace(0, 1, num_steps, dtype=torch.float64)
@@ -175,7 +175,7 @@ def karras_sigmas(num_steps: int=35, # N: number of noise levels before the fina
 def classifier_free_guidance(cond: torch.Tensor, # output with the prompt
                              uncond: torch.Tensor, # output with the negative prompt
                              guidance: float=7.0) -> torch.Tensor: # g (upstream convention; w = g + 1)
-    "Upstream's guidance `cond + g·(cond − uncond)` (spec §3.3 step 4)."
+    "Upstream's guidance `cond + g·(cond − uncond)` (w = g + 1 in the usual convention)."
     return cond + guidance * (cond - uncond)
 
 # %% ../nbs/07_diffusion.ipynb #f365e8ee
@@ -183,7 +183,7 @@ def euler_step(x: torch.Tensor, # state at level σ
                x0: torch.Tensor, # the denoiser's estimate D(x; σ)
                sigma: torch.Tensor|float, # σ, scalar or `(B,)`
                sigma_next: torch.Tensor|float) -> torch.Tensor: # the next (lower) level
-    "One Euler step of the probability-flow ODE: `x + (x − x0)/σ·(σ_next − σ)` (spec §3.3 step 6)."
+    "One Euler step of the probability-flow ODE: `x + (x − x0)/σ·(σ_next − σ)`."
     sigma, sigma_next = (append_dims(torch.as_tensor(s, dtype=x.dtype, device=x.device), x.ndim) for s in (sigma, sigma_next))
     d = (x - x0) / sigma
     return x + d * (sigma_next - sigma)
@@ -195,7 +195,7 @@ def sample_euler(x0_fn: Callable, # denoiser `(x, sigma (B,)) -> x0`
                  compose_fn: Callable|None=None, # `(x, sigma) -> x` run before each step (conditioning frames)
                  callback: Callable|None=None, # called as `callback(i, sigma, x, x0)` after each step
                 ) -> torch.Tensor:
-    "Deterministic first-order Euler sampler of the shipped pipeline (diffusers `EDMEulerScheduler`, spec §3.1–3.3)."
+    "Deterministic first-order Euler sampler of the shipped pipeline (diffusers `EDMEulerScheduler`, as upstream drives it)."
     x = x.float()
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i].to(torch.float32).expand(x.shape[0]).to(x.device)   # B
@@ -215,7 +215,7 @@ def res_2ab_step(x: torch.Tensor, # state at σ_s
                  sigma_next: torch.Tensor|float, # σ_t < σ_s
                  x0_prev: torch.Tensor|None=None, # the previous step's estimate x0_{s1} (None on the first step)
                  sigma_prev: torch.Tensor|float|None=None) -> torch.Tensor: # σ_{s1}
-    "One RES 2ab step (spec §3.8); Euler in x0 form when there is no previous estimate."
+    "One RES 2ab step (upstream `res_sampler.py`, `solver_option='2ab'`); Euler in x0 form when there is no previous estimate."
     if x0_prev is None: return euler_step(x, x0, sigma, sigma_next)
     lam_s, lam_t, lam_1 = (-torch.log(torch.as_tensor(s, dtype=torch.float64)) for s in (sigma, sigma_next, sigma_prev))
     h = lam_t - lam_s
@@ -229,7 +229,7 @@ def sample_res_2ab(x0_fn: Callable, # denoiser `(x, sigma (B,)) -> x0`
                    x: torch.Tensor, # initial noise scaled to sigmas[0]
                    sigmas: torch.Tensor, # descending, ending at σ_min > 0
                    callback: Callable|None=None) -> torch.Tensor:
-    "RES 2ab multistep sampler with a final clean-up call `x0_fn(x, σ_min)` (spec §3.8)."
+    "RES 2ab multistep sampler with a final clean-up call `x0_fn(x, σ_min)`."
     dtype, x = x.dtype, x.double()
     B, prev = x.shape[0], (None, None)
     for i in range(len(sigmas) - 1):
@@ -245,29 +245,29 @@ def sample_res_2ab(x0_fn: Callable, # denoiser `(x, sigma (B,)) -> x0`
 class DiffusionConfig:
     "EDM, training-noise, Video2World-conditioning and sampler settings (values of the 7B Video2World recipes)."
     sigma_data: float = 0.5              # σ_d: std of the scaled latent
-    # training noise: σ = noise_multiplier·exp(N(p_mean, p_std²)) (spec §1.3)
+    # training noise: σ = noise_multiplier·exp(N(p_mean, p_std²)) (upstream's EDMSDE(p_mean=0, p_std=1))
     p_mean: float = 0.0
     p_std: float = 1.0
     noise_multiplier: float = 4.0        # √16: √(latent frames of the config), `adjust_video_noise`
-    # Video2World conditioning during training (spec §2)
+    # Video2World conditioning during training (upstream's extend model)
     min_condition_frames: int = 0
     max_condition_frames: int = 2
     augment_p_mean: float = -3.0         # σ_aug = augment_multiplier·exp(N(−3, 2²))
     augment_p_std: float = 2.0
     augment_multiplier: float = 1.0
     text_dropout: float = 0.2
-    # loss (spec §1.4)
+    # loss (upstream's compute_loss_with_epsilon_and_sigma)
     loss_reduce: str = 'mean'            # 'mean' (both example recipes) or 'sum'
     loss_add_logvar: bool = True
     logvar_channels: int = 128
-    # sampling (spec §3)
+    # sampling (upstream's inference pipeline)
     num_steps: int = 35
     sigma_min: float = 0.0002
     sigma_max: float = 80.0
     rho: float = 7.0
     guidance: float = 7.0                # upstream convention: cond + g·(cond − uncond)
     inference_augment_sigma: float = 0.001
-    res_sigma_min: float = 0.002         # the RES 2ab sampler's schedule ends here (spec §3.8)
+    res_sigma_min: float = 0.002         # the RES 2ab sampler's schedule ends here (upstream's res_sampler)
     batch_guidance: bool = True          # prompt and negative prompt in one forward of batch 2B (False: two forwards)
     fps: float = 24.0
 
@@ -378,7 +378,7 @@ class Video2WorldDiffusion(nn.Module):
                 sigma: torch.Tensor, # (B,)
                 cond: VideoCondition,
                 release: bool=False) -> tuple[torch.Tensor, torch.Tensor]: # release: no conditioning where σ ≤ σ_aug
-        "`(new_xt, indicator)`: `x_t` with the conditioning frames written in (spec §2.4, §3.3 step 1)."
+        "`(new_xt, indicator)`: `x_t` with the conditioning frames written in."
         ind = condition_indicator(xt.shape[2], cond.num_condition_frames, xt.device)   # 1, 1, T, 1, 1
         if cond.num_condition_frames == 0: return xt, ind
         if release: ind = ind * append_dims(sigma > cond.sigma_aug, xt.ndim).float()  # B, 1, T, 1, 1
@@ -433,7 +433,7 @@ def training_step(self: Video2WorldDiffusion,
                   batch: dict, # a collated `VideoDataset` batch (or one with 'latent')
                   iteration: int=0, # unused (upstream's signature)
                  ) -> tuple[dict, torch.Tensor]: # logs, and the loss to backpropagate
-    "One Video2World training step (spec §2.9): draw n, σ, ε, σ_aug; denoise; uncertainty-weighted EDM loss."
+    "One Video2World training step: draw n, σ, ε, σ_aug; denoise; uncertainty-weighted EDM loss."
     cfg = self.config
     if 't5_text_embeddings' not in batch: raise KeyError(f"the batch needs 't5_text_embeddings' (B×512×1024); it has {sorted(batch)}")
     x0 = self.latent_of(batch)                                                  # B, C, T, H, W
@@ -456,7 +456,7 @@ def loss(self: Video2WorldDiffusion, batch: dict) -> torch.Tensor:
 
 # %% ../nbs/07_diffusion.ipynb #7bdeb3c6
 def _to_uint8_truncated(video: torch.Tensor) -> torch.Tensor:
-    "float [-1, 1] → uint8 by truncation, as upstream's pipeline writes its videos (spec §3.7)."
+    "float [-1, 1] → uint8 by truncation, as upstream's pipeline writes its videos."
     return ((video.float() + 1).clamp(0, 2) / 2 * 255).to(torch.uint8)
 
 @patch
@@ -473,7 +473,7 @@ def generate(self: Video2WorldDiffusion,
              sampler: str='euler', # 'euler' (shipped pipeline) or 'res' (RES 2ab)
              return_latent: bool=False, # also return the final latent
             ):
-    "Continue `input_frames` into a `num_frames` video: uint8 `B×3×T×H×W` (spec §3)."
+    "Continue `input_frames` into a `num_frames` video: uint8 `B×3×T×H×W`."
     cfg = self.config
     guidance = cfg.guidance if guidance is None else guidance
     num_steps = cfg.num_steps if num_steps is None else num_steps

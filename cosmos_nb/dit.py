@@ -40,7 +40,7 @@ SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_
 
 @dataclass
 class DiTConfig:
-    "Hyper-parameters of the Cosmos-Predict1 Video2World DiT (spec §2); defaults are the released 7B model."
+    "Hyper-parameters of upstream's `GeneralDIT`/`VideoExtendGeneralDIT`; defaults are the released 7B Video2World model."
     # input and output (latent pixels / frames)
     max_img_h: int = 240  # largest latent height the position tables cover
     max_img_w: int = 240  # largest latent width
@@ -675,7 +675,7 @@ def dit_forward_flops(config: DiTConfig,
                       T: int, H: int, W: int, # latent frames, height, width (16, 88, 160 for 121×704×1280)
                       batch: int = 1,
                       text_len: int = 512): # T5 tokens
-    "Matmul FLOPs of one forward for a T×H×W latent (spec §6.2, 2 FLOPs per multiply-add)."
+    "Matmul FLOPs of one forward for a T×H×W latent (2 FLOPs per multiply-add; elementwise work and softmax ignored)."
     c = config
     D, C_txt, M = c.model_channels, c.crossattn_emb_channels, text_len
     L = (T // c.patch_temporal) * (H // c.patch_spatial) * (W // c.patch_spatial)

@@ -53,7 +53,7 @@ def logvar_head(): return nn.Sequential(_Fourier(), nn.Linear(128, 1, bias=False
 # full-size networks on the meta device
 
 def expected_7b_shapes():
-    "Spec §4.1/§4.2 written out: key -> shape of the official 7B Video2World model.pt."
+    "Key -> shape of the official 7B Video2World model.pt, written out by hand: 571 `net.*` tensors and 3 `logvar.*`."
     D, r = 4096, 256
     sd = {"net.x_embedder.proj.1.weight": (D, 72), "net.pos_embedder.seq": (128,),
           "net.extra_pos_embedder.pos_emb_h": (120, D), "net.extra_pos_embedder.pos_emb_w": (120, D),
@@ -88,16 +88,16 @@ def test_14b_param_count():
     assert sum(p.numel() for p in m.parameters()) == 14_267_169_792
 
 
-def test_flops_match_spec():
+def test_flops_match_the_count_by_hand():
     assert dit_forward_flops(DiTConfig.predict1_7b_video2world(), 16, 88, 160) == 2_209_463_488_479_232
     assert round(dit_forward_flops(DiTConfig.predict1_14b_video2world(), 16, 88, 160) / 1e15, 3) == 3.849
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# an independent float64 reference of spec §3, written with explicit indices
+# an independent float64 reference of upstream's forward pass (GeneralDIT + VideoExtendGeneralDIT), written with explicit indices
 
 def reference_forward(m, x, t, ctx, fps, pad_latent, cond):
-    "Spec §3 step by step in float64 with naive attention; `pad_latent` is the padding mask already at latent size."
+    "Upstream's forward step by step in float64 with naive attention; `pad_latent` is the padding mask already at latent size."
     c = m.config
     P = {k: v.double() for k, v in m.state_dict().items()}
     D, h, d = c.model_channels, c.num_heads, c.head_dim

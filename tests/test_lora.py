@@ -58,7 +58,7 @@ def run(m, seed=1, **kw):
 
 
 def upstream_lora_keys(first_nblocks):
-    "Spec network.md §5.2, written out: the adapter keys of an upstream checkpoint."
+    "The adapter keys of an upstream LoRA checkpoint, written out (`to_q_lora`/`to_v_lora` of FA and CA, `net.0` down, `net.1` up)."
     return [f"net.blocks.block{i}.blocks.{j}.block.attn.to_{qv}_lora.net.{n}.weight"
             for i in range(first_nblocks) for j in (0, 1) for qv in "qv" for n in (0, 1)]
 

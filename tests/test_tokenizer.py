@@ -31,7 +31,7 @@ def _one_thread():
     torch.set_num_threads(n)
 
 def expected_table():
-    "(file, key, shape, dtype) rows of the spec appendix, in file order."
+    "(file, key, shape, dtype) rows of the official files' state dicts (the .tsv beside this file), in file order."
     rows = [l.rstrip('\n').split('\t') for l in TABLE.read_text().splitlines() if l and not l.startswith('#')]
     return [(f, k, tuple(int(s) for s in shape.split(',')), dt) for f, k, shape, dt in rows]
 
@@ -548,7 +548,7 @@ def test_cuda_bf16_matches_cpu(tiny):
     assert rel(z, tiny.encode(x)) < 0.03
     assert rel(g.decode(z.to(dev)).cpu(), tiny.decode(tiny.encode(x))) < 0.03
 
-# --------------------------------------------------- opt-in: the real weights (spec §8 items 8–9; not run in CI)
+# --------------------------------------------------- opt-in: the real weights (MD5s, strict load, parity with the .jit; not run in CI)
 REAL = os.environ.get('COSMOS_TOKENIZER_DIR')     # e.g. checkpoints/Cosmos-Tokenize1-CV8x8x8-720p
 MD5 = {'encoder.jit': 'f5834d03645c379bc0f8ad14b9bc0299', 'decoder.jit': 'ff21a63ed817ffdbe4b6841111ec79a8',
        'mean_std.pt': 'f07680ad7eefae57d698778e2a0c7c96'}
@@ -589,7 +589,7 @@ def test_real_weights_match_official_jit():
     x = synthetic_clip().to(dev, torch.bfloat16)
     z_ref = enc_jit(x)[0]
     z = tok.encode(x)
-    assert rel(z.float(), z_ref.float()) < 0.02                     # spec: bf16 floor ≈ 0.8 % with random weights
+    assert rel(z.float(), z_ref.float()) < 0.02                     # bf16 floor: two bf16 implementations differ by ≈0.8 % (random weights)
     y_ref, y = dec_jit(z_ref), tok.decode(z_ref)
     assert rel(y.float(), y_ref.float()) < 0.02
     mse = (tok.decode(z).float().clamp(-1, 1) - x.float()).square().mean()
