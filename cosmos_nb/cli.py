@@ -23,6 +23,7 @@ COMMANDS = {
     'cache-latents': ('cosmos_nb.train', 'cache_latents_main', "encode an experiment's dataset once with the tokenizer (faster training)"),
     'video2world': ('cosmos_nb.video2world', 'video2world_main', 'generate videos from an image or video and a prompt (upstream arguments)'),
     'export-checkpoint': ('cosmos_nb.pretrained', 'export_checkpoint_main', 'copy a post-training checkpoint to checkpoints/..._post-trained[-lora]/model.pt'),
+    'env': ('cosmos_nb.env', 'env_main', 'print versions, GPUs, FP8/cuDNN attention, checkpoints and SLURM for a bug report (--json too)'),
     'submit': ('cosmos_nb.slurm', 'submit_main', 'submit post-training to SLURM (or run it here without SLURM)'),
 }
 
@@ -40,7 +41,11 @@ def main(argv: list[str]|None=None) -> int:
     if cmd not in COMMANDS:
         print(f'cosmos-nb: unknown command {cmd!r}\n\n{_usage()}', file=sys.stderr); return 2
     mod, fn, _ = COMMANDS[cmd]
-    getattr(importlib.import_module(mod), fn)(rest)
+    try: module = importlib.import_module(mod)
+    except ImportError as e:   # cosmos_nb.video's TorchcodecError: one line with the cause and the fix, not the loader's traceback
+        if e.name != 'torchcodec': raise
+        print(f'cosmos-nb {cmd}: {e}', file=sys.stderr); return 1
+    getattr(module, fn)(rest)
     return 0
 
 if __name__ == '__main__' and not hasattr(builtins, '__IPYTHON__'): sys.exit(main())   # `python -m cosmos_nb.cli` (not in a notebook)

@@ -6,7 +6,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/video.html.md"""
 
 # %% ../nbs/00_video.ipynb #96b92893
 from __future__ import annotations
-import io, math
+import importlib.metadata, io, math, re
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -16,13 +16,74 @@ from PIL import Image
 from .config import atomic_write
 
 # %% auto #0
-__all__ = ['EXAMPLE_MEDIA', 'IMAGE_SUFFIXES', 'TRAIN_DIVISOR', 'INFERENCE_DIVISOR', 'VideoError', 'VideoInfo', 'video_info',
+__all__ = ['EXAMPLE_MEDIA', 'CPU_TORCHCODEC', 'FFMPEG_FIXES', 'VideoDecoder', 'VideoEncoder', 'IMAGE_SUFFIXES', 'TRAIN_DIVISOR',
+           'INFERENCE_DIVISOR', 'TorchcodecError', 'torchcodec_diagnosis', 'VideoError', 'VideoInfo', 'video_info',
            'read_video', 'resize_video', 'to_unit', 'from_unit', 'encode_mp4', 'write_video', 'contact_sheet']
 
 # %% ../nbs/00_video.ipynb #211a548e
 import cosmos_nb
 EXAMPLE_MEDIA = Path(cosmos_nb.__file__).parent/'assets'/'media'   # upstream's example clips and image, shipped with the package
 
+
+# %% ../nbs/00_video.ipynb #de77927a
+CPU_TORCHCODEC = 'torchcodec>=0.12,<0.14'   # PyPI's CPU wheels: they import beside a CPU torch (what `make install` pins there)
+FFMPEG_FIXES = ('apt-get install ffmpeg (Debian/Ubuntu, as root), conda install -c conda-forge ffmpeg (inside a conda env), '
+                'or module load ffmpeg (on a cluster: `module avail ffmpeg` lists the versions)')
+
+class TorchcodecError(ImportError):
+    "torchcodec is missing or cannot load beside this torch; the message says why and which command fixes it."
+
+def _missing_libs(message: str) -> list[str]:
+    "Shared libraries the loader could not find, in the order it reported them."
+    return list(dict.fromkeys(re.findall(r'([\w.+-]+\.so[\d.]*): cannot open shared object file', message)))
+
+def torchcodec_diagnosis(torch_version: str, # `torch.__version__`
+                         torch_cuda: str|None, # `torch.version.cuda` (None: a CPU build of torch)
+                         torchcodec_version: str|None, # the installed torchcodec's version (None: not installed)
+                         message: str, # what importing torchcodec raised, with its causes
+                        ) -> str:
+    "One line: why torchcodec does not import beside this torch, and the command that fixes it."
+    cuda_pin = f'pip install "torchcodec>=0.14" --index-url https://download.pytorch.org/whl/cu{(torch_cuda or "").replace(".", "")}'
+    fix = f'pip install "{CPU_TORCHCODEC}"' if torch_cuda is None else cuda_pin
+    if torchcodec_version is None: return f'torchcodec is not installed (cosmos-nb decodes and encodes video with it): {fix}'
+    tc, libs = f'torchcodec {torchcodec_version}', _missing_libs(message)
+    cuda_libs = [l for l in libs if re.match(r'lib(torch_cuda|c10_cuda|cud|nvrtc|nvjpeg|cublas|npp|nvidia)', l)]
+    if cuda_libs and torch_cuda is None:
+        return (f'torch {torch_version} is a CPU build and {tc} is a CUDA build (it needs {cuda_libs[0]}): '
+                f'pip install "{CPU_TORCHCODEC}" (the CPU wheels), or install a CUDA build of torch')
+    if cuda_libs:
+        return (f'{tc} needs {cuda_libs[0]}, which torch {torch_version} (CUDA {torch_cuda}) does not ship: '
+                f'install the torchcodec built for CUDA {torch_cuda}: {cuda_pin}')
+    if m := re.search(r'undefined symbol: (\S+)', message):
+        return (f'{tc} was built against another torch than {torch_version} (undefined symbol {m[1][:60]}): install the torchcodec '
+                f'that matches this torch ({fix}; table: https://github.com/meta-pytorch/torchcodec#installing-torchcodec)')
+    if av := [l for l in libs if re.match(r'lib(av|sw|postproc)', l)]:
+        return (f"FFmpeg's shared libraries are missing ({', '.join(av)} not found; {tc} needs FFmpeg 4 to 8): "
+                f'install them with {FFMPEG_FIXES}')
+    first = next((l.strip() for l in message.splitlines() if l.strip()), 'no message')
+    return f'{tc} does not import beside torch {torch_version} ({first[:200]}): reinstall a matching pair, e.g. {fix}'
+
+# %% ../nbs/00_video.ipynb #4355b496
+def _loader_message(e: BaseException) -> str:
+    "The exception and its causes, one `Type: message` per line."
+    lines = []
+    while e is not None and len(lines) < 20: lines.append(f'{type(e).__name__}: {e}'); e = e.__cause__ or e.__context__
+    return '\n'.join(lines)
+
+def _import_torchcodec():
+    "torchcodec's `VideoDecoder` and `VideoEncoder`, or a `TorchcodecError` naming the cause and the fix."
+    try:
+        from torchcodec.decoders import VideoDecoder
+        from torchcodec.encoders import VideoEncoder
+        return VideoDecoder, VideoEncoder
+    except Exception as e:
+        try: version = importlib.metadata.version('torchcodec')
+        except importlib.metadata.PackageNotFoundError: version = None
+        err = TorchcodecError(torchcodec_diagnosis(torch.__version__, torch.version.cuda, version, _loader_message(e)), name='torchcodec')
+        err.loader_message = _loader_message(e)   # the full story, for a bug report
+        raise err from None
+
+VideoDecoder, VideoEncoder = _import_torchcodec()
 
 # %% ../nbs/00_video.ipynb #f75ad136
 class VideoError(ValueError):
@@ -46,11 +107,18 @@ def _open_image(path):
         im = Image.open(path); im.load(); return im
     except Exception as e: raise VideoError(path, f'cannot be decoded as an image ({type(e).__name__}: {e})') from e
 
+def _codec_reason(e: Exception, path) -> str:
+    "torchcodec's first line, whole, without its C++ source location and the file's own path (the message names it already)."
+    line = next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)
+    line = re.sub(r'^\w+, \S+\.(?:cpp|cc|h|hpp):\d+, ', '', line)           # 'SingleStreamDecoder, /__w/.../X.cpp:52, '
+    line = re.sub(r'\S*/\S+\.(?:cpp|cc|h|hpp|py):\d+,?\s*', '', line)      # any other source location
+    line = line.replace(f'Could not open input file: {path} ', '').replace(str(path), 'the file')
+    return line.strip() or type(e).__name__
+
 def _decoder(path, **kw):
-    from torchcodec.decoders import VideoDecoder
     path = _check_file(path)
     try: return VideoDecoder(str(path), seek_mode='exact', **kw)
-    except Exception as e: raise VideoError(path, f'cannot be decoded as a video ({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
+    except Exception as e: raise VideoError(path, f'cannot be decoded as a video: not a file FFmpeg can read ({_codec_reason(e, path)})') from e
 
 # %% ../nbs/00_video.ipynb #35cc5f84
 @dataclass
@@ -107,7 +175,7 @@ def read_video(path: str|Path, # mp4 (any FFmpeg-readable video) or jpg/png imag
     if bad: raise VideoError(path, f'frame {bad[0]} requested but the video has {n} frames (valid: 0..{n-1})')
     if frames is None:
         try: frames = dec.get_frames_at(ids).data   # T, 3, H, W uint8
-        except Exception as e: raise VideoError(path, f'decoding frames failed, the file may be truncated ({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e
+        except Exception as e: raise VideoError(path, f'decoding frames failed, the file may be truncated ({_codec_reason(e, path)})') from e
     else: frames = frames[ids]
     return (frames.permute(1, 0, 2, 3).contiguous() if layout == 'CTHW' else frames), info
 
@@ -160,7 +228,6 @@ def encode_mp4(video: torch.Tensor, # uint8 frames
                layout: str='TCHW', # 'TCHW' or 'CTHW'
                crf: int=18) -> bytes: # x264 quality (lower is better; 18 is visually lossless)
     "Encode frames to H.264/yuv420p mp4 bytes in memory."
-    from torchcodec.encoders import VideoEncoder
     buf = io.BytesIO()
     VideoEncoder(_as_tchw(video, layout).cpu(), frame_rate=float(fps)).to_file_like(buf, 'mp4', codec='libx264', pixel_format='yuv420p', crf=crf)
     return buf.getvalue()
