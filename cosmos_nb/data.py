@@ -24,8 +24,8 @@ __all__ = ['VIDEOS', 'METAS', 'T5_DIR', 'VIDEOS_ORIG', 'T5_MAX_LENGTH', 'T5_DIM'
            'DatasetLayout', 'write_captions', 'T5PickleError', 'check_t5_embeddings', 'load_t5_pickle',
            'save_t5_pickle', 'pad_t5_embedding', 'window_starts', 'ShapeClip', 'random_shape_clip', 'render_shape_clip',
            'toy_text_embedding', 'make_synthetic_dataset', 'StemReport', 'DatasetReport', 'video_fix', 'embedding_fix',
-           'embedding_problem', 'validate_dataset', 'BadItemError', 'VideoDataset', 'GoodItems', 'make_sampler',
-           'iterate_epochs', 'make_dataloader']
+           't5_pickle_problem', 'embedding_problem', 'validate_dataset', 'BadItemError', 'VideoDataset', 'GoodItems',
+           'make_sampler', 'iterate_epochs', 'make_dataloader']
 
 # %% ../nbs/02_data.ipynb #dcb603d1
 VIDEOS, METAS, T5_DIR, VIDEOS_ORIG = 'videos', 'metas', 't5_xxl', 'videos_orig'
@@ -266,17 +266,19 @@ def embedding_fix(lay: DatasetLayout, stem: str) -> str:
     if lay.caption(stem).exists(): return f'run `cosmos-nb t5-embed {lay.root}` (it computes missing and unreadable embeddings)'
     return f'write a caption to {METAS}/{stem}.txt, then run `cosmos-nb t5-embed {lay.root}`'
 
+def t5_pickle_problem(path: str|Path) -> str|None:
+    "Why a T5 pickle cannot be trained on (missing, refused by the safe unpickler, unreadable, over 512 tokens); None when it is fine."
+    if not Path(path).exists(): return 'file not found'
+    try: n = load_t5_pickle(path)[0].shape[0]
+    except T5PickleError as e: return e.problem
+    return f'{n} tokens, more than {T5_MAX_LENGTH}' if n > T5_MAX_LENGTH else None
+
 def embedding_problem(lay: DatasetLayout, # the dataset folder
                       stem: str) -> str|None:
-    "Why `t5_xxl/<stem>.pickle` cannot be trained on (missing, refused, unreadable, too long) and the fix; None when it is fine."
-    p = lay.embedding(stem)
-    if not p.exists(): why = f'no T5 embedding ({T5_DIR}/{stem}.pickle)'
-    else:
-        try:
-            n = load_t5_pickle(p)[0].shape[0]
-            if n <= T5_MAX_LENGTH: return None
-            why = f'T5 embedding {T5_DIR}/{stem}.pickle has {n} tokens (more than {T5_MAX_LENGTH})'
-        except T5PickleError as e: why = f'unusable T5 embedding {T5_DIR}/{stem}.pickle ({e.problem})'
+    "Why `t5_xxl/<stem>.pickle` cannot be trained on, and the fix; None when it is fine."
+    if not lay.embedding(stem).exists(): why = f'no T5 embedding ({T5_DIR}/{stem}.pickle)'
+    elif (problem := t5_pickle_problem(lay.embedding(stem))): why = f'unusable T5 embedding {T5_DIR}/{stem}.pickle ({problem})'
+    else: return None
     return f'{why}: {embedding_fix(lay, stem)}'
 
 def _check_stem(lay: DatasetLayout, stem: str, span: int) -> StemReport:
@@ -429,7 +431,7 @@ class VideoDataset(Dataset):
                                   f'name together); the bad clip is skipped for the rest of this epoch.')
             return item
 
-# %% ../nbs/02_data.ipynb #c5750f56
+# %% ../nbs/02_data.ipynb #301ad02c
 class _Tagged(Dataset):
     "(index, sample or None, (stem, start, why) or None) for `GoodItems`."
     def __init__(self, dataset, indices): self.dataset, self.indices = dataset, list(indices)

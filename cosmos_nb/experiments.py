@@ -89,7 +89,7 @@ class TrainerConfig:
     max_iter: int = 2000
     logging_iter: int = 200
     seed: int = 0
-    grad_accum_iter: int = 1
+    grad_accum_iter: int = 1                   # micro-batches per optimizer step (gradients summed, synced across ranks once)
     clip_grad_norm: float = 1.0
     distributed: str = 'fsdp'                  # 'fsdp' (full fine-tune, FSDP2 per block) or 'ddp' (LoRA)
     activation_checkpointing: bool = True
@@ -100,6 +100,7 @@ class TrainerConfig:
     resume: str = 'auto'                       # 'auto': continue from the newest complete checkpoint; 'none': start fresh
     sample_every: int = 0                      # write preview videos every K iterations (0: never)
     sample_steps: int = 35
+    loggers: tuple[str, ...] = ('jsonl',)     # experiment tracking: jsonl (always on), tensorboard, wandb
 
 @dataclass
 class CheckpointConfig:
@@ -156,11 +157,12 @@ class UnknownExperimentError(KeyError):
     "An experiment name that is not registered; the message suggests close names."
     def __str__(self): return str(self.args[0])
 
-def unknown_experiment_message(name: str) -> str:
-    "One line: the unknown name, the registered names closest to it, and every registered name."
+def unknown_experiment_message(name: str, # the name asked for
+                               list_all: bool=True) -> str: # also name every registered experiment
+    "One line: the unknown name, the registered names closest to it (and every registered name)."
     close = difflib.get_close_matches(name, list_experiments(), n=3, cutoff=0.5)
     hint = f"; did you mean {' or '.join(close)}?" if close else ''
-    return f'unknown experiment {name!r}{hint} (registered experiments: {", ".join(list_experiments())})'
+    return f'unknown experiment {name!r}{hint}' + (f' (registered experiments: {", ".join(list_experiments())})' if list_all else '')
 
 def get_experiment(name: str, # a registered experiment name
                    overrides: list[str]|tuple=()) -> ExperimentConfig: # dotted `key=value` overrides

@@ -6,17 +6,17 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/t5.html.md"""
 
 # %% ../nbs/03_t5.ipynb #e1e2ece0
 from __future__ import annotations
-import argparse, math, sys, zlib
+import argparse, math, sys, warnings, zlib
 from pathlib import Path
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from .config import load_settings
-from .data import DatasetLayout, T5_MAX_LENGTH, load_t5_pickle, save_t5_pickle, write_captions
+from .data import DatasetLayout, T5_MAX_LENGTH, VIDEOS, load_t5_pickle, save_t5_pickle, t5_pickle_problem, write_captions
 
 # %% auto #0
-__all__ = ['T5_MODEL', 'seeded_init_', 'make_tiny_t5', 'resolve_t5', 'T5LoadError', 'load_t5', 'encode_prompts', 'embed_dataset',
-           't5_embed_main', 'load_t5_pickle', 'save_t5_pickle']
+__all__ = ['T5_MODEL', 'seeded_init_', 'make_tiny_t5', 'resolve_t5', 'T5LoadError', 'load_t5', 'encode_prompts',
+           'embeddings_to_compute', 'embed_dataset', 't5_embed_main', 'load_t5_pickle', 'save_t5_pickle']
 
 # %% ../nbs/03_t5.ipynb #392d4a6e
 T5_MODEL = 'google-t5/t5-11b'   # the encoder Cosmos-Predict1 was trained with
@@ -98,6 +98,16 @@ def encode_prompts(prompts: list[str], # captions
     return [h[b, :n] for b, n in enumerate(mask.sum(1).tolist())]                       # n_b, D each
 
 # %% ../nbs/03_t5.ipynb #e9eb7e8d
+def embeddings_to_compute(lay: DatasetLayout, # the dataset folder
+                          overwrite: bool=False) -> list[str]: # every caption's, usable or not
+    "Stems of `metas/*.txt` whose embedding is missing or unusable (each unusable one is named in a warning)."
+    todo = []
+    for s in lay.stems('captions'):
+        if overwrite or not lay.embedding(s).exists(): todo.append(s)
+        elif (why := t5_pickle_problem(lay.embedding(s))):
+            warnings.warn(f'{lay.embedding(s)} cannot be used ({why}): computing it again', stacklevel=2); todo.append(s)
+    return todo
+
 def embed_dataset(dataset_dir: str|Path, # folder in the upstream layout (metas/*.txt)
                   tokenizer, # from `load_t5`
                   encoder, # from `load_t5`
@@ -105,9 +115,9 @@ def embed_dataset(dataset_dir: str|Path, # folder in the upstream layout (metas/
                   max_length: int=T5_MAX_LENGTH, # tokens kept per caption
                   overwrite: bool=False, # recompute embeddings that exist
                   progress: bool=True) -> list[str]: # show a tqdm bar
-    "Write `t5_xxl/<stem>.pickle` for every `metas/<stem>.txt` that has none; returns the stems written."
+    "Write `t5_xxl/<stem>.pickle` for every `metas/<stem>.txt` that has no usable one; returns the stems written."
     lay = DatasetLayout(dataset_dir)
-    stems = [s for s in lay.stems('captions') if overwrite or not lay.embedding(s).exists()]
+    stems = embeddings_to_compute(lay, overwrite)
     captions = {s: lay.caption(s).read_text().strip() for s in stems}
     stems.sort(key=lambda s: len(captions[s]))   # similar lengths share a batch
     with tqdm(total=len(stems), desc=f'T5 {lay.root.name}', unit='caption', disable=not progress) as bar:
@@ -119,28 +129,40 @@ def embed_dataset(dataset_dir: str|Path, # folder in the upstream layout (metas/
     return sorted(stems)
 
 # %% ../nbs/03_t5.ipynb #f6d05527
-def t5_embed_main(argv: list[str]|None=None): # command-line arguments (default: sys.argv[1:])
-    "Entry point of `cosmos-nb t5-embed DATASET`."
+def _t5_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='cosmos-nb t5-embed',
-                                description='Compute T5 embeddings (t5_xxl/*.pickle) for the captions (metas/*.txt) of a dataset.')
+                                description='Compute T5 embeddings (t5_xxl/*.pickle) for the captions (metas/*.txt) of a dataset. '
+                                            'Embeddings that exist and load are kept; missing or unreadable ones are computed.')
     p.add_argument('dataset', help='dataset folder (with metas/*.txt)')
     p.add_argument('--model', default=T5_MODEL,
-                   help=f'T5 folder or Hub id (default {T5_MODEL}; checkpoint_dir/{T5_MODEL} is used when present)')
+                   help=f'T5 folder or Hub id (default: {T5_MODEL}; checkpoint_dir/{T5_MODEL} is used when present)')
     p.add_argument('--checkpoint_dir', default=None, help="where upstream's checkpoints live (default: settings.ini)")
     p.add_argument('--cache_dir', default=None, help='Hugging Face cache for Hub downloads')
-    p.add_argument('--batch_size', type=int, default=16)
-    p.add_argument('--max_length', type=int, default=T5_MAX_LENGTH)
+    p.add_argument('--batch_size', type=int, default=16,
+                   help='captions per encoder call (default: 16); lower it if the GPU runs out of memory')
+    p.add_argument('--max_length', type=int, default=T5_MAX_LENGTH,
+                   help=f'tokens kept per caption, EOS included; longer captions are cut (default: {T5_MAX_LENGTH}, as upstream)')
     p.add_argument('--device', default=None, help='cuda, cuda:1, cpu (default: cuda when available)')
     p.add_argument('--bf16', action='store_true', help='run the encoder in bfloat16 (half the memory)')
-    p.add_argument('--overwrite', action='store_true', help='recompute existing embeddings')
+    p.add_argument('--overwrite', action='store_true', help='recompute every embedding, even those that load')
     p.add_argument('--prompt', default=None, help='first write this caption to metas/<stem>.txt for every video without one')
-    p.add_argument('--no_progress', action='store_true')
+    p.add_argument('--no_progress', action='store_true', help='no progress bar (for logs and batch jobs)')
+    return p
+
+def t5_embed_main(argv: list[str]|None=None): # command-line arguments (default: sys.argv[1:])
+    "Entry point of `cosmos-nb t5-embed DATASET`."
+    p = _t5_parser()
     a = p.parse_args(argv)
     lay = DatasetLayout(a.dataset)
     if not lay.root.is_dir(): p.error(f'dataset folder {lay.root} does not exist')
     if a.prompt is not None: print(f'wrote {len(write_captions(lay.root, a.prompt))} captions to {lay.metas}')
+    silent = [s for s in lay.stems('videos') if not lay.caption(s).exists() and not lay.embedding(s).exists()]
+    if silent:
+        warnings.warn(f'{len(silent)} videos have no caption and no embedding, so training skips them: '
+                      + ', '.join(f'{VIDEOS}/{s}.mp4' for s in silent[:10]) + (', ...' if len(silent) > 10 else '')
+                      + f"; write their captions to {lay.metas}/<name>.txt, or pass --prompt 'A video of ...'", stacklevel=2)
     if not lay.stems('captions'): p.error(f'{lay.metas} has no captions (*.txt); write them, or pass --prompt')
-    todo = [s for s in lay.stems('captions') if a.overwrite or not lay.embedding(s).exists()]
+    todo = embeddings_to_compute(lay, a.overwrite)
     if not todo: print(f'all {len(lay.stems("captions"))} captions already have embeddings in {lay.t5}'); return []
     tokenizer, encoder = load_t5(a.model, a.device, a.bf16, a.checkpoint_dir, a.cache_dir)
     done = embed_dataset(lay.root, tokenizer, encoder, a.batch_size, a.max_length, a.overwrite, not a.no_progress)

@@ -1,4 +1,4 @@
-"""The post-training loop of Cosmos-Predict1 Video2World: upstream's two recipes, launched like upstream (`torchrun -m cosmos_nb.train -- experiment=NAME`), with exact resume, cached latents, preview videos and metrics.
+"""The post-training loop of Cosmos-Predict1 Video2World: upstream's recipes, launched with upstream's command line, checked before anything starts, with gradient accumulation, exact resume, cached latents, preview videos and experiment tracking (JSONL, TensorBoard, W&B).
 
 Docs: https://cosmos-nb.github.io/cosmos-nb/train.html.md"""
 
@@ -6,7 +6,8 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/train.html.md"""
 
 # %% ../nbs/11_train.ipynb #f4e96d79
 from __future__ import annotations
-import argparse, json, math, os, random, sys, time, warnings
+import argparse, builtins, importlib.util, json, math, os, random, re, secrets, sys, time, warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import islice
@@ -17,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import DTensor, distribute_tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -25,22 +26,24 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_dict
-from .data import T5_MAX_LENGTH, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
+from .data import T5_MAX_LENGTH, DatasetLayout, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
 from .fp8 import convert_to_fp8, fp8_buffer_names, fp8_unsupported
-from .experiments import ExperimentConfig, get_experiment
-from .tokenizer import make_tokenizer
-from .video import write_video
+from .experiments import ExperimentConfig, UnknownExperimentError, experiments_overview, get_experiment, unknown_experiment_message
+from .tokenizer import TokenizerLoadError, _weight_files, make_tokenizer
+from .video import read_video, write_video
 from .checkpoint import (LATEST_FILE, CheckpointInfo, find_resume_checkpoint, list_checkpoints, load_file,
                                   load_full_model_state_dict, load_training_checkpoint, parse_checkpoint_name, read_checkpoint,
                                   remove_partial_files, save_training_checkpoint)
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'LambdaLinear', 'make_scheduler', 'power_ema_gamma', 'power_ema_beta', 'PowerEMA', 'DistEnv',
-           'init_distributed', 'seed_everything', 'TrainingDiffusion', 'start_weights', 'build_model',
-           'build_optimizer', 'clip_gradients', 'ResumableSampler', 'build_dataloader', 'LatentCacheDataset',
-           'resolve_experiment', 'cache_latents', 'read_metrics', 'MetricsLog', 'preview_items', 'write_samples',
+__all__ = ['CACHE_FORMAT', 'LOGGERS', 'LOGGER_PACKAGES', 'UPSTREAM_CONFIG', 'TINY_CPU_TRY', 'LambdaLinear', 'make_scheduler',
+           'power_ema_gamma', 'power_ema_beta', 'PowerEMA', 'DistEnv', 'init_distributed', 'seed_everything',
+           'TrainingDiffusion', 'start_weights', 'build_model', 'build_optimizer', 'clip_gradients', 'ResumableSampler',
+           'build_dataloader', 'LatentCacheDataset', 'resolve_experiment', 'cache_latents', 'read_metrics',
+           'MetricsLog', 'JsonlLogger', 'frame_strip', 'TensorBoardLogger', 'WandbLogger', 'logger_problems',
+           'make_loggers', 'preview_items', 'write_samples', 'gradient_sync', 'PreflightError', 'preflight',
            'NonFiniteLossError', 'Trainer', 'train', 'train_main', 'cache_latents_main']
 
 # %% ../nbs/11_train.ipynb #d253686c
@@ -211,7 +214,7 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, fp8_buffer_names(model))  # not broadcast
     elif cuda: model.autocast_dtype = torch.bfloat16
     wrapped = DistributedDataParallel(model, device_ids=[env.device.index] if cuda else None,   # buffers are synced (upstream)
-                                      find_unused_parameters=False, static_graph=True)
+                                      find_unused_parameters=False, static_graph=t.grad_accum_iter == 1)  # no_sync needs a dynamic graph
     return wrapped, model
 
 # %% ../nbs/11_train.ipynb #0aa96ecc
@@ -349,6 +352,69 @@ class MetricsLog:
         if not self.enabled: return
         with open(self.path, 'a') as f: f.write(json.dumps(row) + '\n')
 
+# %% ../nbs/11_train.ipynb #4517d13f
+class JsonlLogger:
+    "Always on: one JSON line per iteration in `{run_dir}/metrics.jsonl` (`MetricsLog`)."
+    def __init__(self, run_dir: Path, cfg: ExperimentConfig, start: int=0): # start: the iteration a resumed run continues from
+        self.metrics = MetricsLog(Path(run_dir)/'metrics.jsonl', keep_until=start)
+    def log(self, step: int, metrics: dict): self.metrics.write(iteration=step, **metrics)
+    def log_video(self, step: int, name: str, path: Path, fps: float): pass     # the mp4 is in samples/ already
+    def close(self): pass
+
+def frame_strip(path: str|Path, # an mp4
+                n: int=8) -> torch.Tensor: # frames to show
+    "`n` frames spread over a video, side by side: a 3×H×(n·W) uint8 image."
+    video = read_video(path)[0]                                              # T, 3, H, W uint8
+    idx = torch.linspace(0, len(video) - 1, min(n, len(video))).round().long()
+    return torch.cat(list(video[idx]), dim=-1)
+
+class TensorBoardLogger:
+    "TensorBoard event files in `{run_dir}/tensorboard` (`pip install tensorboard`)."
+    def __init__(self, run_dir: Path, cfg: ExperimentConfig, start: int=0):
+        from torch.utils.tensorboard import SummaryWriter
+        self.writer = SummaryWriter(str(Path(run_dir)/'tensorboard'), purge_step=start + 1 if start else None)
+    def log(self, step: int, metrics: dict):
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)): self.writer.add_scalar(k, v, step)
+    def log_video(self, step: int, name: str, path: Path, fps: float):
+        self.writer.add_image(f'samples/{name}', frame_strip(path), step)    # TensorBoard's video panel needs moviepy
+    def close(self): self.writer.close()
+
+class WandbLogger:
+    "Weights & Biases (`pip install wandb`), files under `{run_dir}/wandb`; `WANDB_MODE=offline` needs no account."
+    def __init__(self, run_dir: Path, cfg: ExperimentConfig, start: int=0):
+        import wandb
+        self.wandb, id_file = wandb, Path(run_dir)/'wandb'/'run_id'
+        run_id = id_file.read_text().strip() if start and id_file.is_file() else secrets.token_hex(4)
+        with atomic_write(id_file, 'w') as f: f.write(run_id)
+        self.run = wandb.init(project=cfg.job.project, group=cfg.job.group, name=cfg.job.name, id=run_id, resume='allow',
+                              dir=str(run_dir), config=config_to_dict(cfg))
+    def log(self, step: int, metrics: dict): self.run.log({k: v for k, v in metrics.items() if v is not None}, step=step)
+    def log_video(self, step: int, name: str, path: Path, fps: float):
+        self.run.log({f'samples/{name}': self.wandb.Video(str(path), format='mp4')}, step=step)
+    def close(self): self.run.finish()
+
+LOGGERS = {'jsonl': JsonlLogger, 'tensorboard': TensorBoardLogger, 'wandb': WandbLogger}
+LOGGER_PACKAGES = {'tensorboard': 'tensorboard', 'wandb': 'wandb'}     # logger → the package it needs (import and pip name)
+
+def logger_problems(names) -> list[str]: # `trainer.loggers`
+    "What stops these loggers from working (an unknown name, a package not installed), one line each with the fix."
+    out = []
+    for n in names:
+        if n not in LOGGERS: out.append(f"trainer.loggers: unknown logger {n!r}; use any of {', '.join(LOGGERS)} (jsonl is always on)")
+        elif n in LOGGER_PACKAGES and importlib.util.find_spec(LOGGER_PACKAGES[n]) is None:
+            out.append(f"trainer.loggers includes {n}, but the {LOGGER_PACKAGES[n]} package is not installed: "
+                       f"pip install {LOGGER_PACKAGES[n]}  (or pip install 'cosmos-nb[tracking]')")
+    return out
+
+def make_loggers(cfg: ExperimentConfig, run_dir: Path, start: int=0,
+                 enabled: bool=True) -> list: # False on ranks other than 0: no loggers
+    "The loggers `trainer.loggers` asks for, JSONL first and always."
+    if not enabled: return []
+    if problems := logger_problems(cfg.trainer.loggers): raise ValueError('; '.join(problems))
+    names = ['jsonl'] + [n for n in dict.fromkeys(cfg.trainer.loggers) if n != 'jsonl']
+    return [LOGGERS[n](run_dir, cfg, start) for n in names]
+
 # %% ../nbs/11_train.ipynb #03474c36
 def preview_items(cfg: ExperimentConfig, n: int=2) -> list[dict]:
     "`n` fixed windows spread over the dataset: first frame (1×3×1×H×W uint8), T5 embedding, fps, and where they come from."
@@ -378,6 +444,75 @@ def write_samples(model: TrainingDiffusion, # the unwrapped model (FSDP2: every 
             written.append(write_video(folder/f'iter_{iteration:09d}_{k}.mp4', video[0].cpu(), it['fps'], layout='CTHW'))
     return written
 
+# %% ../nbs/11_train.ipynb #64d2943f
+@contextmanager
+def gradient_sync(model: nn.Module, # the wrapped model: DDP, FSDP2 or a plain module
+                  enabled: bool): # False: keep this backward's gradients local (an accumulating micro-batch)
+    "Within the block, reduce gradients across ranks only if `enabled` (DDP `no_sync`, FSDP2 `set_requires_gradient_sync`)."
+    if enabled: yield
+    elif isinstance(model, DistributedDataParallel):
+        with model.no_sync(): yield
+    elif isinstance(model, FSDPModule):
+        model.set_requires_gradient_sync(False)
+        try: yield
+        finally: model.set_requires_gradient_sync(True)
+    else: yield
+
+# %% ../nbs/11_train.ipynb #41c3630c
+class PreflightError(FileNotFoundError):
+    "Something a run reads is missing; `problems` has one line per missing piece, each with the command that fixes it."
+    def __init__(self, name: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f'{name} cannot start, {len(problems)} missing:\n' + '\n'.join(f'  - {p}' for p in problems))
+
+def _checkpoint_fix(path: Path) -> str:
+    "The command that downloads the released weights at `path` (upstream's checkpoints layout)."
+    if m := re.fullmatch(r'Cosmos-Predict1-(7B|14B)-(Text2World|Video2World)', path.parent.name):
+        where = '' if path.parent.parent == Path('checkpoints') else f' --checkpoint_dir {path.parent.parent}'
+        return f'cosmos-nb download-checkpoints --model_sizes {m[1]} --model_types {m[2]}{where}'
+    return "point checkpoint.load_path at a model.pt, or set checkpoint.load_path='' to start from random weights"
+
+def _dataset_fixes(root: Path) -> tuple[str, str, str]:
+    "How to make the videos, the captions and the T5 embeddings of dataset folder `root` (known by its name)."
+    t5 = f'cosmos-nb t5-embed {root}'
+    if 'hdvila' in root.name:
+        get = f'cosmos-nb download-hdvila --dataset_path {root} --do_download --do_clip'
+        return get, f'{get} (it writes the captions too)', t5
+    if 'nemo' in root.name:
+        get = f'cosmos-nb download-nemo-assets --dataset_path {root}'
+        return get, f'{get} (it writes the captions too)', t5
+    if 'synthetic' in root.name:
+        make = (f"make the synthetic dataset (clips, captions, toy T5 embeddings): python -c \"from cosmos_nb.data import "
+                f"make_synthetic_dataset; make_synthetic_dataset('{root}', n_videos=8, num_frames=17, size=(32, 32))\"; "
+                "or run `cosmos-nb demo` and train on its clips: data.dataset_dir=outputs/demo/datasets/posttrain")
+        return make, make, make
+    return (f'put your clips in {root}/videos/*.mp4 (upstream layout: videos/, metas/, t5_xxl/)',
+            f"write one caption per clip to {root}/metas/<clip>.txt, or let {t5} --prompt 'A video of ...' write them", t5)
+
+def preflight(cfg: ExperimentConfig) -> list[str]:
+    "Every file or package a run of `cfg` needs that is missing, one line each with the command that fixes it ([] = ready); writes nothing."
+    out, d, tk = [], cfg.data, cfg.tokenizer
+    cached, sampling = bool(d.latent_cache), bool(cfg.trainer.sample_every)
+    if cfg.checkpoint.load_path and not (p := Path(cfg.checkpoint.load_path)).is_file():
+        out.append(f'checkpoint.load_path {p} does not exist: {_checkpoint_fix(p)}')
+    if not cached or sampling:                                        # the tokenizer encodes clips, or decodes previews
+        if tk.kind == 'cv8x8x8':
+            try: ok = (_weight_files(Path(tk.path))[0].parent/'mean_std.pt').is_file()
+            except TokenizerLoadError: ok = False
+            if not ok: out.append(f'tokenizer.path {tk.path} lacks the tokenizer (encoder.jit, decoder.jit, mean_std.pt): '
+                                  'cosmos-nb download-checkpoints --model_sizes 7B --model_types Video2World (it fetches the tokenizer too)')
+        elif tk.path and not Path(tk.path).is_file(): out.append(f'tokenizer.path {tk.path} does not exist: a latent statistics file, or tokenizer.path=')
+    if cached and not (Path(d.latent_cache)/'index.json').is_file():
+        out.append(f'data.latent_cache {d.latent_cache} has no index.json: cosmos-nb cache-latents --experiment {cfg.job.name} '
+                   f'--out {d.latent_cache} (with this run\'s data.* overrides)')
+    if not cached or sampling:                                        # the clips themselves (previews pick their first frames)
+        lay = DatasetLayout(d.dataset_dir)
+        for folder, kind, fix in zip((lay.videos, lay.metas, lay.t5), ('videos', 'captions', 'embeddings'), _dataset_fixes(lay.root)):
+            if not lay.stems(kind):
+                what = {'videos': '.mp4 clips', 'captions': '.txt captions', 'embeddings': '.pickle T5 embeddings'}[kind]
+                out.append(f'{folder} {"has no " + what if folder.is_dir() else "does not exist"}: {fix}')
+    return out + logger_problems(cfg.trainer.loggers)
+
 # %% ../nbs/11_train.ipynb #2161e8cd
 class NonFiniteLossError(FloatingPointError):
     "The training loss became NaN or infinite; the message names the iteration and the last good checkpoint."
@@ -405,12 +540,10 @@ class Trainer:
     "One post-training run: `Trainer(cfg, env).fit()`."
     def __init__(self, cfg: ExperimentConfig, env: DistEnv):
         self.cfg, self.env, t = cfg, env, cfg.trainer
-        if t.grad_accum_iter != 1: raise ValueError('trainer.grad_accum_iter > 1 is not supported: raise data.batch_size instead')
+        if t.grad_accum_iter < 1: raise ValueError(f'trainer.grad_accum_iter={t.grad_accum_iter}: use 1 (no accumulation) or more')
+        if problems := logger_problems(t.loggers): raise ValueError('; '.join(problems))
         self.run_dir, self.ckpt_dir = cfg.run_dir(), cfg.checkpoint_dir()
         ckpt = _find_checkpoint(cfg, self.ckpt_dir)
-        if env.is_main:
-            with atomic_write(self.run_dir/'config.json', 'w') as f: json.dump(config_to_dict(cfg), f, indent=1)
-            if ckpt is not None: remove_partial_files(self.ckpt_dir)
         if env.device.type == 'cuda':
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
@@ -439,7 +572,10 @@ class Trainer:
             if state.get('world_size', env.world_size) != env.world_size and env.is_main:
                 warnings.warn(f'resuming a run of {state["world_size"]} ranks on {env.world_size}: the data order changes')
             self.loader.sampler.skip = self.batch_in_epoch * d.batch_size
-        self.metrics = MetricsLog(self.run_dir/'metrics.jsonl', env.is_main, keep_until=self.start)
+        if env.is_main:                                           # written once everything above worked
+            with atomic_write(self.run_dir/'config.json', 'w') as f: json.dump(config_to_dict(cfg), f, indent=1)
+            if ckpt is not None: remove_partial_files(self.ckpt_dir)
+        self.loggers = make_loggers(cfg, self.run_dir, self.start, env.is_main)
         if env.is_main and self.previews:
             (self.run_dir/'samples').mkdir(parents=True, exist_ok=True)
             with atomic_write(self.run_dir/'samples'/'prompts.json', 'w') as f:
@@ -447,12 +583,16 @@ class Trainer:
 
 # %% ../nbs/11_train.ipynb #8162fd3f
 @patch
-def step(self: Trainer, batch: dict) -> dict:
-    "One optimisation step on `batch`; returns the logged numbers."
-    it, env = self.iteration, self.env
-    logs, loss = self.model(_to_device(batch, env.device), it)
-    loss.backward()
-    mean = loss.detach().float().clone()
+def step(self: Trainer, batches: list[dict]) -> dict:
+    "One optimisation step over `batches` (`trainer.grad_accum_iter` micro-batches); returns the logged numbers."
+    it, env, n = self.iteration, self.env, len(batches)
+    total = torch.zeros((), device=env.device)
+    for k, batch in enumerate(batches):
+        with gradient_sync(self.model, k == n - 1):               # ranks reduce gradients once, in the last backward
+            logs, loss = self.model(_to_device(batch, env.device), it)
+            (loss / n).backward()                                 # summed over micro-batches: the gradient of their mean loss
+        total += loss.detach().float()
+    mean = total / n
     dist.all_reduce(mean); mean /= env.world_size
     mean = mean.item()
     if not math.isfinite(mean):
@@ -475,7 +615,17 @@ def save(self: Trainer):
     save_training_checkpoint(self.ckpt_dir, self.iteration, self.model, self.optimizer, self.scheduler, self.ema,
                              lora=c.lora.enabled, reg_dtype=torch.bfloat16 if env.device.type == 'cuda' else None,
                              state=dict(epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, experiment=c.job.name),
-                             samples_seen=self.iteration * c.data.batch_size * env.world_size, keep_last=c.checkpoint.keep_last)
+                             samples_seen=self.iteration * c.data.batch_size * env.world_size * c.trainer.grad_accum_iter, keep_last=c.checkpoint.keep_last)
+
+@patch
+def sample(self: Trainer):
+    "Write this iteration's preview videos (every rank takes part) and hand them to the loggers (rank 0)."
+    c, env, folder = self.cfg, self.env, self.run_dir/'samples'
+    write_samples(self.inner, self.previews, folder, self.iteration, env, c.data.num_frames, c.trainer.sample_steps)
+    dist.barrier()                                                # every rank's videos are complete
+    for lg in self.loggers:
+        for k, it in enumerate(self.previews):
+            lg.log_video(self.iteration, f'preview_{k}', folder/f'iter_{self.iteration:09d}_{k}.mp4', it['fps'])
 
 @patch
 def fit(self: Trainer) -> dict:
@@ -483,22 +633,28 @@ def fit(self: Trainer) -> dict:
     c, env, t = self.cfg, self.env, self.cfg.trainer
     bar = tqdm(total=t.max_iter, initial=self.start, disable=not env.is_main, desc=c.job.name, dynamic_ncols=True)
     data, tick, row = iterate_epochs(self.loader, self.epoch), time.perf_counter(), {}
-    while self.iteration < t.max_iter:
-        epoch, batch = next(data)
-        if epoch != self.epoch: self.epoch, self.batch_in_epoch = epoch, 0
-        row = self.step(batch)
-        self.iteration += 1; self.batch_in_epoch += 1
-        now = time.perf_counter(); dt, tick = now - tick, now
-        row = dict(iteration=self.iteration, **row, sec_per_iter=dt, samples_per_sec=c.data.batch_size * env.world_size / dt,
-                   gpu_mem_gb=torch.cuda.max_memory_allocated() / 2**30 if env.device.type == 'cuda' else None)
-        self.metrics.write(**row)
-        bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
-        if env.is_main and t.logging_iter and self.iteration % t.logging_iter == 0:
-            bar.write(f"iteration {self.iteration}: loss {row['loss']:.5f}, grad norm {row['grad_norm']:.4f}, lr {row['lr']:.3e}, {dt:.3f} s/iter")
-        if self.iteration % max(c.checkpoint.save_iter, 1) == 0 or self.iteration == t.max_iter: self.save()
-        if t.sample_every and self.iteration % t.sample_every == 0:
-            write_samples(self.inner, self.previews, self.run_dir/'samples', self.iteration, env, c.data.num_frames, t.sample_steps)
-        tick = time.perf_counter()
+    clips_per_step = c.data.batch_size * env.world_size * t.grad_accum_iter
+    try:
+        while self.iteration < t.max_iter:
+            batches = []
+            for _ in range(t.grad_accum_iter):                    # the micro-batches of one optimizer step
+                epoch, batch = next(data)
+                if epoch != self.epoch: self.epoch, self.batch_in_epoch = epoch, 0
+                batches.append(batch); self.batch_in_epoch += 1
+            row = self.step(batches)
+            self.iteration += 1
+            now = time.perf_counter(); dt, tick = now - tick, now
+            row = dict(**row, sec_per_iter=dt, samples_per_sec=clips_per_step / dt,
+                       gpu_mem_gb=torch.cuda.max_memory_allocated() / 2**30 if env.device.type == 'cuda' else None)
+            for lg in self.loggers: lg.log(self.iteration, row)
+            bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
+            if env.is_main and t.logging_iter and self.iteration % t.logging_iter == 0:
+                bar.write(f"iteration {self.iteration}: loss {row['loss']:.5f}, grad norm {row['grad_norm']:.4f}, lr {row['lr']:.3e}, {dt:.3f} s/iter")
+            if self.iteration % max(c.checkpoint.save_iter, 1) == 0 or self.iteration == t.max_iter: self.save()
+            if t.sample_every and self.iteration % t.sample_every == 0: self.sample()
+            tick = time.perf_counter()
+    finally:
+        for lg in self.loggers: lg.close()
     bar.close()
     latest = self.ckpt_dir/LATEST_FILE
     return dict(experiment=c.job.name, run_dir=str(self.run_dir), checkpoint_dir=str(self.ckpt_dir), iteration=self.iteration,
@@ -510,32 +666,73 @@ def train(experiment: str|ExperimentConfig, # a registered experiment name, or a
           overrides: list[str]|tuple=()) -> dict: # dotted `key=value` overrides
     "Run (or resume) a post-training experiment on this process's share of the job; returns a summary dict."
     cfg = resolve_experiment(experiment, overrides)
+    if problems := preflight(cfg): raise PreflightError(cfg.job.name, problems)   # before any process group or file
     with init_distributed(cfg.trainer.device) as env: return Trainer(cfg, env).fit()
 
-# %% ../nbs/11_train.ipynb #af8a6297
-def _split_experiment(experiment: str|None, overrides: list[str]) -> tuple[str, list[str]]:
-    "Take `experiment=NAME` out of the overrides (upstream's syntax) unless `--experiment` gave it."
+# %% ../nbs/11_train.ipynb #a5d8a729
+UPSTREAM_CONFIG = 'cosmos_predict1/diffusion/training/config/config.py'   # upstream's --config; accepted, changes nothing
+TINY_CPU_TRY = 'cosmos-nb train --experiment video2world_tiny_lora_synthetic data.dataset_dir=outputs/demo/datasets/posttrain trainer.max_iter=2'
+
+def _experiment_and_overrides(experiment: str|None, overrides: list[str]) -> tuple[str|None, list[str]]:
+    "Take `experiment=NAME` out of the overrides (upstream's syntax) unless `--experiment` gave it; None if neither did."
     rest = [o for o in overrides if not o.startswith('experiment=')]
     names = [o.split('=', 1)[1] for o in overrides if o.startswith('experiment=')]
-    name = experiment or (names[-1] if names else None)
-    if not name: raise ValueError('no experiment: give --experiment NAME or experiment=NAME (see cosmos_nb.experiments.list_experiments())')
+    return experiment or (names[-1] if names else None), rest
+
+def _split_experiment(experiment: str|None, overrides: list[str]) -> tuple[str, list[str]]:
+    "`_experiment_and_overrides`, refusing no experiment at all."
+    name, rest = _experiment_and_overrides(experiment, overrides)
+    if not name: raise ValueError('no experiment: give --experiment NAME or experiment=NAME (`cosmos-nb train` alone lists them)')
     return name, rest
 
-def train_main(argv: list[str]|None=None):
-    "Entry point of `cosmos-nb train` and `python -m cosmos_nb.train -- experiment=NAME key=value ...`."
-    p = argparse.ArgumentParser(prog='cosmos-nb train', description='Post-train Cosmos-Predict1 Video2World (full FSDP or LoRA). '
-        'Run it under torchrun for several GPUs: torchrun --nproc_per_node=8 -m cosmos_nb.train -- experiment=NAME key=value ...')
+def _exit(code: int, *lines: str):
+    "Print `lines` to stderr (on rank 0 only: under torchrun every rank would repeat them) and exit with `code`."
+    if int(os.environ.get('RANK', '0')) == 0: print(*lines, sep='\n', file=sys.stderr)
+    raise SystemExit(code)
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='cosmos-nb train', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='Post-train Cosmos-Predict1 Video2World (full fine-tune under FSDP2, or LoRA) with a registered experiment and '
+                    'dotted key=value overrides. Run it under torchrun for several GPUs, with upstream\'s command line.',
+        epilog=f"""examples:
+  # a tiny CPU try after `make demo` (it trains on the demo's clips; a few seconds):
+  {TINY_CPU_TRY}
+  # upstream's launch line (8 GPUs):
+  torchrun --nproc_per_node=8 -m cosmos_nb.train --config={UPSTREAM_CONFIG} -- experiment=video2world_7b_example_hdvila
+  # the config an experiment resolves to, without training:
+  cosmos-nb train --dryrun --experiment video2world_7b_example_cosmos_nemo_assets_4gpu_80gb trainer.grad_accum_iter=4
+
+`cosmos-nb train` without an experiment lists the registered ones.""")
     p.add_argument('--experiment', help='a registered experiment, e.g. video2world_7b_example_hdvila (or give experiment=NAME)')
-    p.add_argument('--dryrun', action='store_true', help='print the resolved config as JSON and exit without training')
-    p.add_argument('overrides', nargs='*', help='dotted key=value overrides, e.g. trainer.max_iter=100 optimizer.lr=1e-4')
+    p.add_argument('--config', metavar='PATH', help=f"upstream's config file, accepted so upstream's launch lines run: only {UPSTREAM_CONFIG} "
+                   '(it changes nothing: the experiment picks the recipe)')
+    p.add_argument('--dryrun', action='store_true', help='print the resolved config as JSON and exit: no checks, no training, nothing written')
+    p.add_argument('overrides', nargs='*', help='dotted key=value overrides, e.g. trainer.max_iter=100 optimizer.lr=1e-4 trainer.loggers=[jsonl,tensorboard]')
+    return p
+
+def train_main(argv: list[str]|None=None) -> dict|None:
+    "Entry point of `cosmos-nb train` and `torchrun -m cosmos_nb.train [--config=...] -- experiment=NAME key=value ...`."
+    p = _train_parser()
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try: name, overrides = _split_experiment(a.experiment, a.overrides)
-    except ValueError as e: p.error(str(e))
-    if a.dryrun: print(json.dumps(config_to_dict(resolve_experiment(name, overrides)), indent=1)); return None
-    out = train(name, overrides)
+    if a.config is not None and os.path.normpath(a.config) != UPSTREAM_CONFIG:
+        _exit(2, f"cosmos-nb train: --config={a.config} is not a config cosmos-nb reads: only upstream's --config={UPSTREAM_CONFIG} is "
+                 'accepted (so its launch lines run unchanged); the recipe is chosen with experiment=NAME')
+    name, overrides = _experiment_and_overrides(a.experiment, a.overrides)
+    if not name:
+        _exit(2, 'cosmos-nb train: no experiment given; add --experiment NAME (or experiment=NAME). The registered experiments:',
+              experiments_overview(), f'A tiny CPU try after `make demo`: {TINY_CPU_TRY}')
+    try: cfg = resolve_experiment(name, overrides)
+    except UnknownExperimentError: _exit(2, f'cosmos-nb train: {unknown_experiment_message(name, list_all=False)} '
+                                            '(`cosmos-nb train` without an experiment lists them all)')
+    except (KeyError, ValueError) as e: _exit(2, f'cosmos-nb train: {e.args[0] if e.args else e}')
+    if a.dryrun: print(json.dumps(config_to_dict(cfg), indent=1)); return None
+    if problems := preflight(cfg):
+        _exit(1, f'cosmos-nb train: {name} cannot start; nothing was written. Missing ({len(problems)}):', *(f'  - {q}' for q in problems))
+    out = train(cfg)
     if out['rank'] == 0: print(json.dumps(out))
     return out
 
+# %% ../nbs/11_train.ipynb #af8a6297
 def cache_latents_main(argv: list[str]|None=None):
     "Entry point of `cosmos-nb cache-latents`: encode an experiment's dataset once so training can read latents."
     p = argparse.ArgumentParser(prog='cosmos-nb cache-latents', description="Encode every training window of an experiment's dataset "
@@ -552,6 +749,4 @@ def cache_latents_main(argv: list[str]|None=None):
     return out
 
 # %% ../nbs/11_train.ipynb #c6090ed2
-if __name__ == '__main__':
-    try: get_ipython                       # inside IPython / a notebook: do not run the command line
-    except NameError: train_main()
+if __name__ == '__main__' and not hasattr(builtins, '__IPYTHON__'): train_main()   # `python -m cosmos_nb.train` (not in a notebook)

@@ -108,3 +108,43 @@ def test_cli_errors_and_device(tmp_path, tiny, capsys):
                           "--max_length", "3", "--no_progress"])
     assert done == ["c00", "c01"]
     assert load_t5_pickle(DatasetLayout(tmp_path / "ds").embedding("c00"))[0].shape == (3, 16)
+
+
+def test_unreadable_embeddings_are_recomputed_never_reported_done(tmp_path, tiny, capsys):
+    "An embedding that cannot be loaded (refused by the safe unpickler, cut short) counts as missing: recomputed, with a warning."
+    path, _, _ = tiny
+    cli = [str(tmp_path), "--model", str(path), "--device", "cpu", "--no_progress"]
+    lay = _captions(tmp_path, ["a red circle", "green square", "blue"])
+    assert t5_embed_main(cli) == ["c00", "c01", "c02"]
+    good = {s: load_t5_pickle(lay.embedding(s))[0] for s in ("c01", "c02")}
+    class Shell:
+        def __reduce__(self): return (os.system, (f"touch {tmp_path}/pwned",))
+    lay.embedding("c01").write_bytes(pickle.dumps([Shell()]))
+    lay.embedding("c02").write_bytes(lay.embedding("c02").read_bytes()[:30])
+    capsys.readouterr()
+    with pytest.warns(UserWarning) as w:
+        done = t5_embed_main(cli)
+    out, msgs = capsys.readouterr().out, [str(x.message) for x in w]
+    assert done == ["c01", "c02"] and "already have embeddings" not in out and "wrote 2 embeddings" in out
+    assert [m for m in msgs if "c01.pickle" in m and "refusing to load global" in m and "computing it again" in m]
+    assert [m for m in msgs if "c02.pickle" in m and "computing it again" in m]
+    for s, e in good.items(): np.testing.assert_array_equal(load_t5_pickle(lay.embedding(s))[0], e)
+    assert not (tmp_path / "pwned").exists()
+    assert t5_embed_main(cli) == [] and "all 3 captions already have embeddings" in capsys.readouterr().out
+
+
+def test_video_without_caption_is_named(tmp_path, tiny):
+    path, _, _ = tiny
+    lay = _captions(tmp_path, ["a red circle"])
+    lay.videos.mkdir()
+    for s in ("c00", "silent"): lay.video(s).write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"no caption.*videos/silent\.mp4.*--prompt"):
+        assert t5_embed_main([str(tmp_path), "--model", str(path), "--device", "cpu", "--no_progress"]) == ["c00"]
+
+
+def test_every_option_has_help(capsys):
+    with pytest.raises(SystemExit): t5_embed_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag, words in [("--batch_size", "captions per encoder call (default: 16)"), ("--max_length", "(default: 512"),
+                        ("--no_progress", "progress bar")]:
+        assert f"{flag} " in out and words in out.split(flag, 2)[-1][:200], (flag, out)

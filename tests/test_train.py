@@ -299,7 +299,8 @@ def test_command_line(capsys):
     cfg = json.loads(capsys.readouterr().out)
     assert cfg['trainer']['max_iter'] == 7 and cfg['lora']['enabled'] and cfg['job']['name'] == 'video2world_7b_lora_example_cosmos_nemo_assets'
     with pytest.raises(SystemExit): T.train_main(['trainer.max_iter=3'])                # no experiment
-    with pytest.raises(KeyError, match='unknown experiment'): T.train_main(['--dryrun', '--experiment', 'nope'])
+    with pytest.raises(SystemExit): T.train_main(['--dryrun', '--experiment', 'nope'])          # one line, no traceback
+    assert "unknown experiment 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit): T.cache_latents_main([])
 
 
