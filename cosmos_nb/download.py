@@ -169,7 +169,7 @@ def clip_video(src: str|Path, # the full video
     if backend == 'auto': backend = 'ffmpeg' if shutil.which('ffmpeg') else 'torchcodec'
     if backend == 'ffmpeg':
         if not shutil.which('ffmpeg'):
-            raise DownloadError("the ffmpeg program is not on PATH: install FFmpeg, or use backend='torchcodec'")
+            raise DownloadError("the ffmpeg program is not on PATH: install FFmpeg, or use --backend torchcodec (Python: backend='torchcodec')")
         _clip_ffmpeg(src, dst, start, end, crf)
     elif backend == 'torchcodec': _clip_torchcodec(src, dst, start, end, crf)
     else: raise ValueError(f"backend must be 'auto', 'ffmpeg' or 'torchcodec', got {backend!r}")
@@ -267,11 +267,11 @@ def download_hdvila_main(argv: list[str]|None=None): # command-line arguments (d
     "Entry point of `cosmos-nb download-hdvila` (upstream's `download_diffusion_example_data.py`)."
     p = argparse.ArgumentParser(prog='cosmos-nb download-hdvila', description='Download an HD-VILA-100M subset and cut its clips.')
     p.add_argument('--dataset_path', default=None, help='dataset folder (default: <settings dataset_dir>/hdvila)')
-    p.add_argument('--N_videos', type=int, default=128, help='distinct YouTube videos to download')
+    p.add_argument('--N_videos', type=int, default=128, help='distinct YouTube videos to download (default: %(default)s)')
     p.add_argument('--do_download', action='store_true', help='download videos and write metas/')
     p.add_argument('--do_clip', action='store_true', help='cut the clips into videos/')
     p.add_argument('--jsonl', default=None, help=f'metadata file (default: DATASET/{HDVILA_JSONL}, fetched from {HDVILA_REPO})')
-    p.add_argument('--backend', default='auto', choices=['auto', 'ffmpeg', 'torchcodec'], help='clipping back end')
+    p.add_argument('--backend', default='auto', choices=['auto', 'ffmpeg', 'torchcodec'], help='clipping back end: auto picks ffmpeg when on PATH, else torchcodec (default: %(default)s)')
     a = p.parse_args(argv)
     if not (a.do_download or a.do_clip): p.error('nothing to do: pass --do_download and/or --do_clip')
     try: return download_hdvila(a.dataset_path, a.N_videos, a.do_download, a.do_clip, a.jsonl, backend=a.backend)
@@ -282,7 +282,7 @@ def download_nemo_assets_main(argv: list[str]|None=None): # command-line argumen
     p = argparse.ArgumentParser(prog='cosmos-nb download-nemo-assets',
                                 description=f'Download {NEMO_ASSETS_REPO} and write its captions.')
     p.add_argument('--dataset_path', default=None, help='dataset folder (default: <settings dataset_dir>/cosmos_nemo_assets)')
-    p.add_argument('--prompt', default=NEMO_ASSETS_PROMPT, help='caption for every video')
+    p.add_argument('--prompt', default=NEMO_ASSETS_PROMPT, help='caption for every video (default: %(default)r)')
     p.add_argument('--revision', default=None, help='repo branch, tag or commit')
     a = p.parse_args(argv)
     try: return download_nemo_assets(a.dataset_path, a.prompt, a.revision)

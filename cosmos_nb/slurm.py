@@ -127,7 +127,7 @@ def pick_cluster(cluster: str|None=None) -> str: # 'slurm', 'local', or None: SL
     if not shutil.which('sbatch'): return 'local'
     why = _slurm_answers()
     if why is None: return 'slurm'
-    print(f"cosmos_nb.slurm: sbatch exists but SLURM does not answer ({why}); running locally. Pass cluster='slurm' to insist.",
+    print(f"cosmos_nb.slurm: sbatch exists but SLURM does not answer ({why}); running locally. To insist: --cluster slurm (Python: cluster='slurm').",
           file=sys.stderr)
     return 'local'
 
@@ -442,7 +442,8 @@ def submit(experiment: str, # experiment name (`cosmos_nb.experiments`)
     plan = plan_job(experiment, overrides, nodes, gpus_per_node, profile, cluster, folder, timeout_min, target, check_experiment, **slurm_kw)
     if plan.cluster == 'slurm':
         if not (shutil.which('sbatch') and shutil.which('srun')):
-            raise SubmitError("cluster='slurm', but sbatch/srun are not on PATH: submit from a SLURM login node, or use cluster='local'")
+            raise SubmitError("the cluster is SLURM (--cluster slurm), but sbatch/srun are not on PATH: submit from a SLURM login node, "
+                              "or run here with --cluster local (Python: cluster='local')")
         ex = submitit.SlurmExecutor(plan.folder, max_num_timeout=plan.max_requeues, python=plan.profile.job.get('python'))
     else: ex = submitit.LocalExecutor(plan.folder, max_num_timeout=plan.max_requeues)
     ex.update_parameters(**plan.params)
@@ -528,15 +529,15 @@ def submit_main(argv: list[str]|None=None): # arguments after `cosmos-nb submit`
     "`cosmos-nb submit --experiment NAME [--nodes N --gpus_per_node G --profile P --cluster slurm|local] key=value ...`"
     ap = argparse.ArgumentParser(prog='cosmos-nb submit', description='Submit a post-training job to SLURM (or run it here).')
     ap.add_argument('--experiment', required=True, help='experiment name (cosmos_nb.experiments)')
-    ap.add_argument('--nodes', type=int, default=1)
+    ap.add_argument('--nodes', type=int, default=1, help='nodes; more than 1 needs SLURM (default: %(default)s)')
     ap.add_argument('--gpus_per_node', type=int, default=None, help="GPUs = tasks per node (default: all of a node's)")
     ap.add_argument('--tasks_per_node', type=int, default=None, help='processes per node of a CPU job (--gpus_per_node 0)')
     ap.add_argument('--profile', default=None, help='a profile name in slurm/profiles, or an .ini path')
-    ap.add_argument('--cluster', choices=['slurm', 'local'], default=None, help='default: SLURM if it answers, else local')
+    ap.add_argument('--cluster', choices=['slurm', 'local'], default=None, help='where the job runs: slurm (sbatch) or local (this machine, no SLURM) (default: SLURM if it answers, else local)')
     ap.add_argument('--timeout_min', type=int, default=None, help="time limit (default: the profile's)")
     ap.add_argument('--folder', default=None, help='log folder (%%j = job id)')
     ap.add_argument('--target', default=DEFAULT_TARGET, help='module:function each task calls (default: %(default)s)')
-    ap.add_argument('--dry_run', action='store_true', help='check and print the batch script; submit nothing')
+    ap.add_argument('--dry_run', action='store_true', help='check the request and print the plan and the batch script; submit nothing')
     ap.add_argument('--wait', action='store_true', help='wait for the job; print its log tail and result')
     ap.add_argument('overrides', nargs='*', help='key=value config overrides')
     a = ap.parse_args(argv)

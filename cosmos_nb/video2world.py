@@ -515,10 +515,15 @@ def generate(self: Video2WorldPipeline,
                                height, width, guidance, num_steps, seed, fps)[0]
 
 # %% ../nbs/13_video2world.ipynb #4764f99b
+class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
+    "Append `(default: X)` to a flag's help unless the help already says its default in words."
+    def _get_help_string(self, action):
+        return action.help if '(default' in (action.help or '') else super()._get_help_string(action)
+
 def video2world_parser() -> argparse.ArgumentParser:
     "Upstream's Video2World arguments and defaults (spec §3.11), plus cosmos-nb's few."
     p = argparse.ArgumentParser(prog='cosmos-nb video2world', description='Continue an image or a video into a world video with Cosmos-Predict1 Video2World.',
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_DefaultsOnce)
     a = p.add_argument
     a('--checkpoint_dir', default='checkpoints', help='folder holding the weights (upstream layout; see cosmos-nb download-checkpoints)')
     a('--diffusion_transformer_dir', default=DIT_DIR, help=f'DiT folder under checkpoint_dir: {DIT_DIR}, its {POST_TRAINED} or {POST_TRAINED_LORA} '

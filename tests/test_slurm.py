@@ -150,11 +150,17 @@ def test_cluster_none_picks_local_without_slurm(tmp_path, monkeypatch, capsys):
     assert S.pick_cluster(None) == 'local'
     (tmp_path/'sbatch').write_text('#!/bin/sh\nexit 0\n'); (tmp_path/'sinfo').write_text('#!/bin/sh\necho down >&2; exit 1\n')
     for f in ('sbatch', 'sinfo'): (tmp_path/f).chmod(0o755)
-    assert S.pick_cluster(None) == 'local' and 'SLURM does not answer (down)' in capsys.readouterr().err
+    assert S.pick_cluster(None) == 'local'
+    err = capsys.readouterr().err
+    assert 'SLURM does not answer (down)' in err and 'To insist: --cluster slurm' in err   # the shell user's flag first
     (tmp_path/'sinfo').write_text('#!/bin/sh\necho debug\n')
     assert S.pick_cluster(None) == 'slurm'
-    with pytest.raises(SubmitError, match='sbatch/srun are not on PATH'):    # no srun: refused before submitting
+    with pytest.raises(SubmitError, match='sbatch/srun are not on PATH.*--cluster local'):    # no srun: refused before submitting
         submit('x', cluster='slurm', profile='ci', gpus_per_node=0, target='os.path:join', folder=tmp_path/'%j')
+    monkeypatch.setenv('COLUMNS', '300')
+    (tmp_path/'sinfo').write_text('#!/bin/sh\necho down >&2; exit 1\n')
+    plan = submit_main(['--experiment', 'x', '--dry_run', '--profile', 'ci', '--gpus_per_node', '0', '--target', 'os.path:join'])
+    assert plan.cluster == 'local' and '--cluster slurm' in capsys.readouterr().err and "cluster='slurm' to insist" not in err
 
 # ---------------------------------------------------------------------------------------------------------- bad input
 def test_bad_requests_fail_before_submission(tmp_path):
@@ -178,7 +184,7 @@ def test_bad_requests_fail_before_submission(tmp_path):
     def registry(name, overrides): raise KeyError(f'unknown experiment {name!r}; registered experiments: a, b')
     with pytest.raises(SubmitError, match="unknown experiment 'toy'.*registered experiments: a, b"): req(check_experiment=registry)
     # the default trainer target builds the config with cosmos_nb.experiments.get_experiment(name, overrides), as the trainer will
-    with pytest.raises(SubmitError, match="unknown experiment 'toy'; registered experiments: .*video2world_7b_example_hdvila"):
+    with pytest.raises(SubmitError, match="unknown experiment 'toy'.*registered experiments: .*video2world_7b_example_hdvila"):
         req(target=S.DEFAULT_TARGET)
     tiny = dict(target=S.DEFAULT_TARGET, experiment='video2world_tiny_full_synthetic')
     with pytest.raises(SubmitError, match="unknown config key 'trainer.maxiter'"): req(overrides=['trainer.maxiter=3'], **tiny)
