@@ -761,9 +761,9 @@ def _weight_files(path: Path) -> list[Path]:
             if all((path / n).is_file() for n in names): return [path / n for n in names]
         present = sorted(p.name for p in path.iterdir())
         raise TokenizerLoadError(f'{path}: no tokenizer weights (contents: {_names(present)}). Expected encoder.jit + decoder.jit '
-                                 '(+ mean_std.pt) as in nvidia/Cosmos-Tokenize1-CV8x8x8-720p (see cosmos_nb.download), or one of '
+                                 '(+ mean_std.pt) as in nvidia/Cosmos-Tokenize1-CV8x8x8-720p (`cosmos-nb download-checkpoints` fetches it), or one of '
                                  + ', '.join(n[0] for n in _DIR_LAYOUTS[1:]))
-    raise TokenizerLoadError(f'{path}: no such file or directory; download the tokenizer first (cosmos_nb.download) '
+    raise TokenizerLoadError(f'{path}: no such file or directory; download it first (`cosmos-nb download-checkpoints --model_sizes 7B --model_types Video2World`) '
                              'or point to a folder with encoder.jit and decoder.jit')
 
 def load_tokenizer(path, # official folder, a weight file in it, or a list of weight files
