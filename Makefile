@@ -1,6 +1,7 @@
 # cosmos-nb: the two commands a newcomer needs (see README.md)
-#   make demo   set up this machine and run the main job (the CPU demo)
-#   make test   set up this machine and run every test (what CI runs)
+#   make demo        set up this machine and run the main job (the CPU demo)
+#   make test        set up this machine and run every test (what CI runs)
+#   make test-slow   the long CPU checks (`pytest -m slow`), not part of CI
 SHELL := /bin/bash
 VENV  ?= .venv
 BIN   := $(VENV)/bin
@@ -18,19 +19,43 @@ TORCH_SPEC      ?= torch==2.13.0
 TORCHCODEC_SPEC ?= torchcodec>=0.12,<0.14
 endif
 
-.PHONY: demo test install system-deps check-sync nbtest pytest slurm-up clean run-nbs
+.PHONY: demo test test-slow install install-test system-deps system-deps-test check-sync nbtest pytest slurm-up clean run-nbs
 
 demo: install
 	$(BIN)/cosmos-nb demo
 
-test: install check-sync nbtest pytest
+test: install-test check-sync nbtest pytest
 
-SYSTEM_PKGS := ffmpeg chromium
+test-slow: install
+	$(BIN)/python -m pytest tests -m slow
+
+# System packages. The demo needs FFmpeg's shared libraries (torchcodec decodes and encodes with them); the tests also need
+# Chromium (the docs test renders the site in a headless browser), so only `make test` asks for it.
+# Missing ones are installed with apt-get as root or where sudo needs no password (`sudo -n true`). Otherwise we say what is
+# missing and how to get it, and stop: a sudo password prompt inside make hangs a batch job and looks like a stuck build.
+HOW_ffmpeg   := FFmpeg, whose shared libraries torchcodec loads (versions 4 to 8). Any one of: sudo apt-get install ffmpeg (Debian/Ubuntu) | conda install -c conda-forge ffmpeg (inside your conda env) | module load ffmpeg (on a cluster: module avail ffmpeg)
+HOW_chromium := Chromium, for the docs browser test only (make demo does not need it): sudo apt-get install chromium (Debian) or chromium-browser (Ubuntu)
+ALT_chromium := chromium-browser
+RPAREN := )
+# $(call system_pkgs,apt packages): each is found on PATH under its own name or its ALT_ name
+define system_pkgs
+@missing=""; $(foreach p,$(1),command -v $(p) >/dev/null 2>&1 $(foreach a,$(ALT_$(p)),|| command -v $(a) >/dev/null 2>&1 )|| missing="$$missing $(p)"; )\
+if [ -z "$$missing" ]; then exit 0; fi; \
+if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true >/dev/null 2>&1; then SUDO="sudo -n"; else SUDO=no; fi; \
+if [ "$$SUDO" = no ] || ! command -v apt-get >/dev/null 2>&1; then \
+  why=$$( [ "$$SUDO" = no ] && echo "installing it needs root and sudo asks for a password" || echo "apt-get is not available here" ); \
+  echo "missing:$$missing (not on PATH); $$why, so make does not install it. Install it, then run make again:" >&2; \
+  for p in $$missing; do case $$p in $(foreach p,$(1),$(p)$(RPAREN) echo "  $(HOW_$(p))" >&2;; )esac; done; \
+  exit 1; fi; \
+echo "installing:$$missing (apt-get)"; \
+$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null
+endef
+
 system-deps:
-	@# FFmpeg's shared libraries for torchcodec; Chromium for the docs browser test (Debian packages; apt-get works as root)
-	@missing=""; command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; command -v chromium >/dev/null || missing="$$missing chromium"; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing (apt-get)"; SUDO=$$( [ $$(id -u) = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; fi
+	$(call system_pkgs,ffmpeg)
+
+system-deps-test:
+	$(call system_pkgs,ffmpeg chromium)
 
 $(BIN)/python:
 	python3 -m venv $(VENV)
@@ -41,6 +66,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: system-deps $(VENV)/.installed
+
+install-test: system-deps-test $(VENV)/.installed
 
 # CI fails when cosmos_nb/ is out of sync with nbs/ or notebooks are not clean
 check-sync:
@@ -53,9 +80,11 @@ check-sync:
 nbtest:
 	$(BIN)/nbdev-test --n-workers 2
 
-# a real single-node SLURM (with accounting) for the submitit tests; the test fixture also starts it if needed
+# a real single-node SLURM (with accounting) for the submitit tests; the test fixture also starts it if needed.
+# It needs root: without root or passwordless sudo the SLURM tests skip themselves (never a password prompt here).
 slurm-up:
-	$$( [ $$(id -u) = 0 ] || echo sudo ) bash slurm/ci/up.sh
+	@if [ "$$(id -u)" = 0 ]; then bash slurm/ci/up.sh; elif sudo -n true >/dev/null 2>&1; then sudo -n bash slurm/ci/up.sh; \
+	else echo "slurm-up: the loopback SLURM cluster needs root (sudo asks for a password): the real-SLURM tests will skip; run sudo bash slurm/ci/up.sh first to include them"; fi
 
 pytest: slurm-up
 	$(BIN)/python -m pytest tests
