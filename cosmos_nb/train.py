@@ -26,7 +26,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_dict
-from .data import T5_MAX_LENGTH, DatasetLayout, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
+from .data import T5_MAX_LENGTH, BadItemError, DatasetLayout, GoodItems, T5PickleError, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
 from .fp8 import convert_to_fp8, fp8_buffer_names, fp8_unsupported
@@ -283,10 +283,11 @@ class LatentCacheDataset(Dataset):
         H, W = self.index['video_size']
         self.padding_mask, self.image_size = torch.zeros(1, H, W), torch.tensor([H, W, H, W])
         self.text_tokens = cfg.data.text_tokens if cfg is not None else T5_MAX_LENGTH
+        self.files = self.index.get('files') or [f'{i:08d}.pt' for i in range(self.index['count'])]   # version 1: every window
 
-    def __len__(self): return self.index['count']
+    def __len__(self): return len(self.files)
     def __getitem__(self, i: int) -> dict:
-        f = load_file(self.dir/f'{i:08d}.pt')
+        f = load_file(self.dir/self.files[i])
         emb, mask = pad_t5_embedding(f['t5'].float().numpy(), self.text_tokens)   # padded when read: data.text_tokens
         return dict(latent=f['latent'].float(), t5_text_embeddings=emb, t5_text_mask=mask, fps=f['fps'],
                     padding_mask=self.padding_mask, image_size=self.image_size, num_frames=self.index['num_frames'])
@@ -299,11 +300,19 @@ def resolve_experiment(experiment: str|ExperimentConfig, overrides=()) -> Experi
 
 def _dtype(name: str) -> torch.dtype: return getattr(torch, name)
 
+def _cached_window(path: Path, key: tuple[str, int]) -> bool:
+    "Whether `path` is a finished cache file of window `key` = (stem, first frame); a file of another window (the dataset changed) is removed."
+    if not path.exists(): return False
+    try: f = load_file(path); ok = (f.get('stem'), f.get('start')) == tuple(key)
+    except ValueError: ok = False
+    if not ok: path.unlink(missing_ok=True)
+    return ok
+
 def cache_latents(experiment: str|ExperimentConfig, # experiment whose data and tokenizer to use
                   overrides=(), # dotted overrides, e.g. data.dataset_dir=...
                   out: str|Path|None=None, # cache folder (default: data.latent_cache, else {dataset_dir}/latent_cache)
                   batch_size: int=1) -> Path: # windows encoded together
-    "Encode every training window of the experiment's dataset once with its tokenizer; returns the cache folder."
+    "Encode every good training window of the experiment's dataset once with its tokenizer (bad ones are skipped, never replaced); returns the cache folder."
     cfg = resolve_experiment(experiment, overrides)
     out = Path(out or cfg.data.latent_cache or Path(cfg.data.dataset_dir)/'latent_cache')
     with init_distributed(cfg.trainer.device) as env:
@@ -311,22 +320,35 @@ def cache_latents(experiment: str|ExperimentConfig, # experiment whose data and 
         ds = VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval, text_tokens=d.text_tokens)
         tok = make_tokenizer(t.kind, t.path or None, env.device, t.dtype)
         enc = Video2WorldDiffusion(nn.Identity(), tok, cfg.diffusion)          # encode → CPU scaled latents
-        todo = [i for i in range(env.rank, len(ds), env.world_size) if not (out/f'{i:08d}.pt').exists()]
-        loader = DataLoader(Subset(ds, todo), batch_size=batch_size, num_workers=d.num_workers)
-        done = iter(todo)
-        for batch in tqdm(loader, desc=f'caching latents in {out}', disable=not env.is_main):
+        todo = [i for i in range(env.rank, len(ds), env.world_size) if not _cached_window(out/f'{i:08d}.pt', ds.locate(i))]
+        windows = GoodItems(ds, todo, batch_size, d.num_workers)               # bad windows: skipped with a warning, never replaced
+        for indices, batch in tqdm(windows, desc=f'caching latents in {out}', disable=not env.is_main):
             x0 = enc.encode(batch['video'].to(env.device)).to(_dtype(t.dtype))         # B, C, T, H, W
-            for b in range(x0.shape[0]):
-                i = next(done); stem, start = ds.locate(i)
-                t5 = torch.from_numpy(load_t5_pickle(ds.layout.embedding(stem))[0].astype(np.float16))
+            for b, i in enumerate(indices):
+                stem, start = ds.locate(i)
+                name = batch['video_name']
+                if (Path(name['video_path'][b]).stem, int(name['start_frame_id'][b])) != (stem, start):
+                    raise RuntimeError(f'window {i} should be {stem}@{start} but holds {name["video_path"][b]}@{name["start_frame_id"][b]}')
+                try: t5 = torch.from_numpy(load_t5_pickle(name['t5_embedding_path'][b])[0].astype(np.float16))   # this clip's text
+                except T5PickleError as e:                                        # changed since the window was read
+                    windows.skipped[(stem, start)] = str(e); warnings.warn(f'skipping {e}'); continue
                 atomic_torch_save(dict(latent=x0[b].clone(), t5=t5, fps=float(batch['fps'][b]), stem=stem, start=int(start)),
                                   out/f'{i:08d}.pt')
-        dist.barrier()
+        skipped = [None] * env.world_size
+        dist.all_gather_object(skipped, windows.skipped)                        # every rank's skipped windows, for the index
         if env.is_main:
-            index = dict(format=CACHE_FORMAT, version=1, count=len(ds), dataset_dir=str(Path(d.dataset_dir).resolve()),
-                         latent_shape=list(load_file(out/'00000000.pt')['latent'].shape), **_cache_signature(cfg),
-                         items=[list(ds.locate(i)) for i in range(len(ds))])
+            skipped = {k: v for s in skipped for k, v in s.items()}
+            kept = [i for i in range(len(ds)) if (out/f'{i:08d}.pt').exists()]
+            if not kept: raise ValueError(f'{ds.layout.root}: no window could be cached; every one was skipped (see the warnings)')
+            index = dict(format=CACHE_FORMAT, version=2, count=len(kept), dataset_dir=str(Path(d.dataset_dir).resolve()),
+                         latent_shape=list(load_file(out/f'{kept[0]:08d}.pt')['latent'].shape), **_cache_signature(cfg),
+                         files=[f'{i:08d}.pt' for i in kept], items=[list(ds.locate(i)) for i in kept],
+                         skipped=[dict(stem=s, start=st, why=w) for (s, st), w in sorted(skipped.items())],
+                         skipped_videos=ds.skipped)
             with atomic_write(out/'index.json', 'w') as f: json.dump(index, f)
+            if skipped or ds.skipped:
+                warnings.warn(f'{out}: cached {len(kept)} windows; skipped {len(skipped)} windows that failed to read and '
+                              f'{len(ds.skipped)} videos (each named in a warning above and in index.json)')
     return out
 
 # %% ../nbs/11_train.ipynb #6466fa4c
@@ -352,7 +374,7 @@ class MetricsLog:
         if not self.enabled: return
         with open(self.path, 'a') as f: f.write(json.dumps(row) + '\n')
 
-# %% ../nbs/11_train.ipynb #4517d13f
+# %% ../nbs/11_train.ipynb #6408c402
 class JsonlLogger:
     "Always on: one JSON line per iteration in `{run_dir}/metrics.jsonl` (`MetricsLog`)."
     def __init__(self, run_dir: Path, cfg: ExperimentConfig, start: int=0): # start: the iteration a resumed run continues from
@@ -417,16 +439,23 @@ def make_loggers(cfg: ExperimentConfig, run_dir: Path, start: int=0,
 
 # %% ../nbs/11_train.ipynb #03474c36
 def preview_items(cfg: ExperimentConfig, n: int=2) -> list[dict]:
-    "`n` fixed windows spread over the dataset: first frame (1×3×1×H×W uint8), T5 embedding, fps, and where they come from."
+    "`n` windows spread over the dataset, each from its own clip: first frame (1×3×1×H×W uint8), T5 embedding, fps, and where they come from."
     d = cfg.data
     ds = VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval, text_tokens=d.text_tokens)
-    items = []
+    items, tried, warned = [], set(), set()
     for k in range(min(n, len(ds))):
-        i = k * len(ds) // n
-        s = ds[i]; stem, start = ds.locate(i)
-        cap = ds.layout.caption(stem)
-        items.append(dict(index=i, stem=stem, start=int(start), caption=cap.read_text().strip() if cap.exists() else '',
-                          frames=s['video'][None, :, :1], emb=s['t5_text_embeddings'][None], fps=float(s['fps'])))
+        for i in range(k * len(ds) // n, len(ds)):                 # a bad window is skipped for the next good one, never replaced
+            if i in tried: continue
+            tried.add(i)
+            try: s = ds.get(i)
+            except BadItemError as e:
+                if e.stem not in warned: warned.add(e.stem); warnings.warn(f'preview: skipping {e}')
+                continue
+            stem, start = ds.locate(i)
+            cap = ds.layout.caption(stem)
+            items.append(dict(index=i, stem=stem, start=int(start), caption=cap.read_text().strip() if cap.exists() else '',
+                              frames=s['video'][None, :, :1], emb=s['t5_text_embeddings'][None], fps=float(s['fps'])))
+            break
     return items
 
 @torch.no_grad()
@@ -444,7 +473,7 @@ def write_samples(model: TrainingDiffusion, # the unwrapped model (FSDP2: every 
             written.append(write_video(folder/f'iter_{iteration:09d}_{k}.mp4', video[0].cpu(), it['fps'], layout='CTHW'))
     return written
 
-# %% ../nbs/11_train.ipynb #64d2943f
+# %% ../nbs/11_train.ipynb #6ce07115
 @contextmanager
 def gradient_sync(model: nn.Module, # the wrapped model: DDP, FSDP2 or a plain module
                   enabled: bool): # False: keep this backward's gradients local (an accumulating micro-batch)
@@ -458,7 +487,7 @@ def gradient_sync(model: nn.Module, # the wrapped model: DDP, FSDP2 or a plain m
         finally: model.set_requires_gradient_sync(True)
     else: yield
 
-# %% ../nbs/11_train.ipynb #41c3630c
+# %% ../nbs/11_train.ipynb #ffa1e5e7
 class PreflightError(FileNotFoundError):
     "Something a run reads is missing; `problems` has one line per missing piece, each with the command that fixes it."
     def __init__(self, name: str, problems: list[str]):
@@ -669,7 +698,7 @@ def train(experiment: str|ExperimentConfig, # a registered experiment name, or a
     if problems := preflight(cfg): raise PreflightError(cfg.job.name, problems)   # before any process group or file
     with init_distributed(cfg.trainer.device) as env: return Trainer(cfg, env).fit()
 
-# %% ../nbs/11_train.ipynb #a5d8a729
+# %% ../nbs/11_train.ipynb #6375ae5b
 UPSTREAM_CONFIG = 'cosmos_predict1/diffusion/training/config/config.py'   # upstream's --config; accepted, changes nothing
 TINY_CPU_TRY = 'cosmos-nb train --experiment video2world_tiny_lora_synthetic data.dataset_dir=outputs/demo/datasets/posttrain trainer.max_iter=2'
 
@@ -736,15 +765,25 @@ def train_main(argv: list[str]|None=None) -> dict|None:
 def cache_latents_main(argv: list[str]|None=None):
     "Entry point of `cosmos-nb cache-latents`: encode an experiment's dataset once so training can read latents."
     p = argparse.ArgumentParser(prog='cosmos-nb cache-latents', description="Encode every training window of an experiment's dataset "
-        'with its tokenizer into a latent cache; train with data.latent_cache=DIR. Under torchrun the ranks share the work.')
+        'with its tokenizer into a latent cache; train with data.latent_cache=DIR. Under torchrun the ranks share the work. '
+        'Bad clips and embeddings are skipped with a warning that names them; the others are cached.')
     p.add_argument('--experiment', help='a registered experiment (its data.* and tokenizer.* settings are used)')
     p.add_argument('--out', help='cache folder (default: data.latent_cache, else DATASET/latent_cache)')
-    p.add_argument('--batch-size', type=int, default=1, help='windows encoded together (default 1)')
+    p.add_argument('--batch_size', type=int, default=1, help='windows encoded together (default: 1)')
+    p.add_argument('--batch-size', dest='batch_size', type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)   # the old spelling
     p.add_argument('overrides', nargs='*', help='dotted key=value overrides, e.g. data.dataset_dir=datasets/mine')
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     try: name, overrides = _split_experiment(a.experiment, a.overrides)
     except ValueError as e: p.error(str(e))
-    out = cache_latents(name, overrides, a.out, a.batch_size)
+    try: cfg = resolve_experiment(name, overrides)
+    except UnknownExperimentError: _exit(2, f'cosmos-nb cache-latents: {unknown_experiment_message(name)}')
+    except (KeyError, ValueError) as e: _exit(2, f'cosmos-nb cache-latents: {e.args[0] if e.args else e}')
+    lay = DatasetLayout(cfg.data.dataset_dir)
+    if not lay.stems('videos'):
+        _exit(2, f'cosmos-nb cache-latents: {lay.videos} {"has no .mp4 clips" if lay.videos.is_dir() else "does not exist"}: '
+                 f'{_dataset_fixes(lay.root)[0]}')
+    try: out = cache_latents(cfg, (), a.out, a.batch_size)
+    except ValueError as e: _exit(1, f'cosmos-nb cache-latents: {e}')   # e.g. not one usable window
     print(out)
     return out
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import ipywidgets as W
 from .video import read_video, video_info, encode_mp4, contact_sheet, resize_video, from_unit, VideoError
+from .data import DatasetLayout, t5_pickle_problem, video_fix
 
 # %% auto #0
 __all__ = ['METRIC_LABELS', 'METRIC_TITLES', 'VideoPreview', 'side_by_side', 'compare', 'ClipBrowser', 'read_metrics',
@@ -76,9 +77,9 @@ class ClipBrowser(W.VBox):
     "Pick a clip of a dataset folder and see it play with its caption, size, fps, frame count and T5 status."
     def __init__(self, dataset_dir: str|Path, # folder with videos/, metas/, t5_xxl/
                  max_width: int=480):
-        self.root = Path(dataset_dir)
-        self.stems = sorted(p.stem for p in (self.root/'videos').glob('*.mp4'))
-        if not self.stems: raise FileNotFoundError(f'{self.root/"videos"} has no .mp4 files: is {self.root} a dataset folder (videos/, metas/, t5_xxl/)?')
+        self.dataset = DatasetLayout(dataset_dir); self.root = self.dataset.root   # (`layout` is a widget trait)
+        self.stems = self.dataset.stems('videos')
+        if not self.stems: raise FileNotFoundError(f'{self.dataset.videos} has no .mp4 files: is {self.root} a dataset folder (videos/, metas/, t5_xxl/)?')
         self.max_width = max_width
         self.dropdown = W.Dropdown(options=self.stems, description='clip')
         self.slider = W.IntSlider(min=0, max=len(self.stems) - 1, description='#', continuous_update=False)
@@ -90,25 +91,30 @@ class ClipBrowser(W.VBox):
         self._on_pick()
 
     def info(self, stem: str) -> dict:
-        "What the browser shows for `stem`."
-        meta, t5 = self.root/'metas'/f'{stem}.txt', self.root/'t5_xxl'/f'{stem}.pickle'
-        try: vi = video_info(self.root/'videos'/f'{stem}.mp4'); err = ''
-        except VideoError as e: vi, err = None, str(e)
-        return dict(stem=stem, caption=meta.read_text().strip() if meta.exists() else None, t5=t5.exists(),
-                    frames=vi.num_frames if vi else None, fps=vi.fps if vi else None, size=vi.size if vi else None, error=err)
+        "What the browser shows for `stem`, all from its own files."
+        lay = self.dataset
+        try: vi = video_info(lay.video(stem)); err = ''
+        except VideoError as e: vi, err = None, f'{e}; {video_fix(stem)}'
+        t5 = t5_pickle_problem(lay.embedding(stem)) if lay.embedding(stem).exists() else 'missing'
+        return dict(stem=stem, caption=lay.caption(stem).read_text().strip() if lay.caption(stem).exists() else None,
+                    t5=t5 is None, t5_problem=t5, frames=vi.num_frames if vi else None, fps=vi.fps if vi else None,
+                    size=vi.size if vi else None, error=err)
 
     def _on_pick(self, change=None):
         stem = self.dropdown.value
         self.slider.value = self.stems.index(stem)
         d = self.info(stem)
-        if d['error']: self.video.value = b''
-        else:
-            frames, _ = read_video(self.root/'videos'/f'{stem}.mp4')
-            self.video.value = _preview_bytes(frames, d['fps'] or 24., self.max_width)
+        self.video.value = b''
+        if not d['error']:
+            try: self.video.value = _preview_bytes(read_video(self.dataset.video(stem))[0], d['fps'] or 24., self.max_width)
+            except VideoError as e: d['error'] = f'{e}; {video_fix(stem)}'   # opens, then stops decoding part-way
         self.caption.value = f"<i>{d['caption']}</i>" if d['caption'] else '<b style="color:#b00">no caption (metas/%s.txt missing)</b>' % stem
-        t5 = 'yes' if d['t5'] else '<b style="color:#b00">missing</b> (run <code>cosmos-nb t5-embed</code>)'
-        self.details.value = (f"<b style='color:#b00'>{d['error']}</b>" if d['error'] else
-                              f"{d['frames']} frames · {d['size'][0]}×{d['size'][1]} · {d['fps']:g} fps · T5 embedding: {t5}")
+        fix = f'(run <code>cosmos-nb t5-embed {self.root}</code>)'
+        t5 = ('yes' if d['t5'] else f'<b style="color:#b00">missing</b> {fix}' if d['t5_problem'] == 'missing'
+              else f'<b style="color:#b00">unusable</b> ({d["t5_problem"]}) {fix}')
+        video = (f"<b style='color:#b00'>{d['error']}</b>" if d['error'] else
+                 f"{d['frames']} frames · {d['size'][0]}×{d['size'][1]} · {d['fps']:g} fps")
+        self.details.value = f'{video} · T5 embedding: {t5}'
 
 # %% ../nbs/14_widgets.ipynb #317d925a
 def read_metrics(path: str|Path) -> list[dict]:
