@@ -281,3 +281,24 @@ def test_clip_browser_shows_each_clip_from_its_own_files(damaged):
         elif stem in ('no_pickle', 'no_meta'): assert 'missing' in d, d
         else: assert 'T5 embedding: yes' in d, d
     assert not (damaged.root/'pwned').exists()
+
+
+# --- training ---------------------------------------------------------------------------------------------------------------
+
+def test_training_runs_on_the_damaged_folder(damaged, expected, tmp_path, monkeypatch):
+    "`train` on the folder: the bad items are named in warnings, it trains, and its preview prompts are good windows with their own captions."
+    from cosmos_nb import train as T
+    monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path))
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter('always')
+            out = T.train('video2world_tiny_lora_synthetic', [f'data.dataset_dir={damaged.root}', 'trainer.max_iter=2',
+                                                              'trainer.sample_every=2', 'trainer.sample_steps=2'])
+    finally: torch.set_num_threads(n)
+    assert out['iteration'] == 2
+    msgs = _messages(w)
+    for stem in ALWAYS_BAD: assert _named(msgs, stem), stem
+    prompts = json.loads((Path(out['run_dir'])/'samples'/'prompts.json').read_text())
+    assert len(prompts) == 2
+    for p in prompts: assert (p['stem'], p['start']) in expected['keep'] and p['caption'] == f'caption of {p["stem"]}'
