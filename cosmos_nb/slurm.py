@@ -6,9 +6,10 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/slurm.html.md"""
 
 # %% ../nbs/12_slurm.ipynb #2dd46363
 from __future__ import annotations
-import argparse, configparser, html, importlib, importlib.util, json, os, shlex, shutil, socket, subprocess, sys, threading, time
+import argparse, configparser, html, importlib, importlib.util, json, os, re, shlex, shutil, socket, subprocess, sys, tempfile
+import threading, time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 import submitit
@@ -18,9 +19,9 @@ import cosmos_nb
 from .config import atomic_write, load_settings
 
 # %% auto #0
-__all__ = ['DEFAULT_TARGET', 'SubmitError', 'profile_dirs', 'list_profiles', 'Profile', 'load_profile', 'pick_cluster',
-           'with_resume', 'resolve_target', 'DistributedTask', 'JobPlan', 'plan_job', 'TrainJob', 'submit', 'attach',
-           'check_distributed', 'JobMonitor', 'submit_main']
+__all__ = ['DEFAULT_TARGET', 'SubmitError', 'profile_dirs', 'list_profiles', 'shorten_paths', 'shown_path', 'Profile',
+           'load_profile', 'pick_cluster', 'with_resume', 'resolve_target', 'DistributedTask', 'JobPlan', 'plan_job',
+           'TrainJob', 'submit', 'attach', 'check_distributed', 'JobMonitor', 'submit_main']
 
 # %% ../nbs/12_slurm.ipynb #114bd77c
 class SubmitError(ValueError):
@@ -42,6 +43,36 @@ def list_profiles() -> dict[str, Path]:
     for d in profile_dirs():
         for f in sorted(d.glob('*.ini')): found.setdefault(f.stem, f)
     return found
+
+# %% ../nbs/12_slurm.ipynb #883967d1
+def _display_roots() -> list[tuple[str, str]]:
+    "(folder, how to write it) pairs, the deepest folder first: the working directory, its checkout, home, the temp folder."
+    cwd, root = Path.cwd().resolve(), Path(cosmos_nb.__file__).resolve().parent.parent
+    roots = [(cwd, '.')]
+    if cwd.is_relative_to(root): roots.append((root, os.path.relpath(root, cwd)))
+    roots += [(Path.home().resolve(), '~'), (Path(tempfile.gettempdir()).resolve(), '$TMPDIR')]
+    out = {}
+    for folder, name in roots:
+        if str(folder) != '/': out.setdefault(str(folder), name)
+    return sorted(out.items(), key=lambda kv: -len(kv[0]))
+
+def shorten_paths(text: str) -> str: # a batch script, a log tail, a message
+    "`text` with this machine's folders written as a reader would type them (see `shown_path`): for display only."
+    for folder, name in _display_roots():
+        f = r'(?<![\w.-])' + re.escape(folder)
+        if name == '.': text = re.sub(f + '/', '', text)                    # inside the working directory: relative
+        text = re.sub(f + r'(?![\w.-])', lambda m: name, text)
+    return text
+
+def shown_path(path: str|Path|None) -> str:
+    "A path as pages and messages show it: relative where it is under the working directory (or its checkout), else `~/`, `$TMPDIR/`."
+    if path is None: return '-'
+    return shorten_paths(str(Path(path).absolute()))
+
+def _repr_shown(obj) -> str:
+    "A dataclass's repr with its paths written by `shown_path`."
+    show = lambda v: repr(shown_path(v)) if isinstance(v, Path) else repr(v)
+    return f'{type(obj).__name__}(' + ', '.join(f'{f.name}={show(getattr(obj, f.name))}' for f in fields(obj)) + ')'
 
 # %% ../nbs/12_slurm.ipynb #0e777d76
 _KEYS = {'node': {'gpus', 'cpus', 'mem_gb'},
@@ -70,8 +101,10 @@ class Profile:
         import torch
         return torch.cuda.device_count()
 
+    def __repr__(self): return _repr_shown(self)
+
     def _repr_markdown_(self):
-        rows = [('file', f'`{self.path}`'), ('GPUs per node', self.gpus), ('CPUs per node', self.cpus)]
+        rows = [('file', f'`{shown_path(self.path)}`'), ('GPUs per node', self.gpus), ('CPUs per node', self.cpus)]
         rows += list(self.job.items()) + [('setup', '<br>'.join(f'`{l}`' for l in self.setup) or '-')]
         rows += [('srun args', ' '.join(self.srun_args) or '-')] + [(f'sbatch --{k}', v) for k, v in self.sbatch.items()]
         return f'profile **{self.name}**\n\n| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in rows)
@@ -89,24 +122,25 @@ def load_profile(name: str|Path) -> Profile: # a profile name (`slurm/profiles/<
     known = list_profiles()
     path = Path(name) if str(name).endswith('.ini') else known.get(str(name))
     if path is None or not path.is_file():
-        where = ', '.join(map(str, profile_dirs())) or 'no profile folder found'
+        where = ', '.join(map(shown_path, profile_dirs())) or 'no profile folder found'
         raise SubmitError(f'unknown SLURM profile {str(name)!r}; known profiles: {sorted(known)} (searched {where}). Copy '
                           f'slurm/profiles/example.ini to slurm/profiles/{Path(str(name)).stem}.ini and fill it in (slurm/README.md), '
                           'or point $COSMOS_NB_PROFILES at your profile folder.')
+    at = shown_path(path)                                           # how messages name the file
     cp = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=('#',))
     cp.optionxform = str                                            # sbatch option names are case-sensitive
     cp.read(path)
     for sec in cp.sections():
-        if sec not in _KEYS: raise SubmitError(f'{path}: unknown section [{sec}]; known: {sorted(_KEYS)}')
+        if sec not in _KEYS: raise SubmitError(f'{at}: unknown section [{sec}]; known: {sorted(_KEYS)}')
         bad = sorted(set(cp[sec]) - _KEYS[sec]) if _KEYS[sec] is not None else []
-        if bad: raise SubmitError(f'{path}: unknown key(s) {bad} in [{sec}]; known: {sorted(_KEYS[sec])}')
+        if bad: raise SubmitError(f'{at}: unknown key(s) {bad} in [{sec}]; known: {sorted(_KEYS[sec])}')
     gpus = cp.get('node', 'gpus', fallback='').strip()
-    if not gpus: raise SubmitError(f'{path}: [node] gpus is missing: how many GPUs does one node have? (0: CPU only, auto: this machine)')
-    node = lambda k: _number(cp['node'][k].strip(), f'{path}: [node] {k}') if cp['node'].get(k, '').strip() else None
-    p = Profile(name=path.stem, path=path, gpus='auto' if gpus == 'auto' else _number(gpus, f'{path}: [node] gpus'),
+    if not gpus: raise SubmitError(f'{at}: [node] gpus is missing: how many GPUs does one node have? (0: CPU only, auto: this machine)')
+    node = lambda k: _number(cp['node'][k].strip(), f'{at}: [node] {k}') if cp['node'].get(k, '').strip() else None
+    p = Profile(name=path.stem, path=path, gpus='auto' if gpus == 'auto' else _number(gpus, f'{at}: [node] gpus'),
                 cpus=node('cpus'), mem_gb=node('mem_gb'))
     for k, v in (cp['job'].items() if cp.has_section('job') else []):
-        if v.strip(): p.job[k] = _number(v.strip(), f'{path}: [job] {k}') if k in _NUMBERS else _flag(v.strip())
+        if v.strip(): p.job[k] = _number(v.strip(), f'{at}: [job] {k}') if k in _NUMBERS else _flag(v.strip())
     p.setup = [l.strip() for l in cp.get('setup', 'lines', fallback='').splitlines() if l.strip()]
     p.srun_args = shlex.split(cp.get('srun', 'args', fallback=''))
     p.sbatch = {k: _flag(v.strip()) for k, v in (cp['sbatch'].items() if cp.has_section('sbatch') else [])}
@@ -237,11 +271,13 @@ class JobPlan:
         return _make_sbatch_string(command=f'{py} -u -m submitit.core._submit {shlex.quote(str(self.folder))}',
                                    folder=self.folder, **self.params)
 
+    def __repr__(self): return _repr_shown(self)
+
     def _repr_markdown_(self):
         gpu = f'{self.gpus_per_node} GPUs' if self.gpus_per_node else 'no GPU'
         return (f'**{self.experiment}** on {self.cluster} (profile `{self.profile.name}`): {self.nodes} node(s) x {self.tasks_per_node} '
                 f'task(s), {gpu} per node, world size {self.world_size}, {self.timeout_min} min; overrides '
-                f'`{" ".join(self.overrides) or "-"}`; logs in `{self.folder}`')
+                f'`{" ".join(self.overrides) or "-"}`; logs in `{shown_path(self.folder)}`')
 
 # %% ../nbs/12_slurm.ipynb #976a848a
 _OURS = {'nodes', 'gpus_per_node', 'ntasks_per_node', 'time', 'timeout_min', 'job_name', 'name'}
@@ -286,7 +322,7 @@ def plan_job(experiment: str, # experiment name (`cosmos_nb.experiments`)
     if gpus > have:
         fix = (f'ask for at most {have} per node, and more nodes (nodes={-(-gpus*nodes//have)})' if have else
                'use gpus_per_node=0 (CPU tasks, tasks_per_node=N) or a profile with GPU nodes')
-        raise SubmitError(f'gpus_per_node={gpus}, but a node of profile {prof.name!r} ({prof.path}) has {have} GPU(s): {fix}')
+        raise SubmitError(f'gpus_per_node={gpus}, but a node of profile {prof.name!r} ({shown_path(prof.path)}) has {have} GPU(s): {fix}')
     tasks = slurm_kw.pop('tasks_per_node', None)
     if gpus and tasks not in (None, gpus): raise SubmitError(f'one task per GPU: tasks_per_node={tasks} contradicts gpus_per_node={gpus}')
     tasks = gpus or (1 if tasks is None else tasks)
@@ -372,7 +408,7 @@ class TrainJob:
             if time.time() - last > 30: self.job.get_info(mode='force'); last = time.time()   # ask sacct at least every 30 s
             if self.job.done(): break                               # ended without every result: cancelled, killed, ...
             if timeout is not None and time.time() - t0 > timeout:
-                raise TimeoutError(f'job {self.job_id} is not done after {timeout:.0f} s (state {self.status()}); log: {self.log_path()}')
+                raise TimeoutError(f'job {self.job_id} is not done after {timeout:.0f} s (state {self.status()}); log: {shown_path(self.log_path())}')
             time.sleep(poll)
         return self
 
@@ -380,9 +416,9 @@ class TrainJob:
         path = self.job.task(k).paths.result_pickle
         if not path.exists():
             raise UncompletedJobError(f'job {self.job_id} task {k} ended without a result (state {self.status()}); '
-                                      f'last lines of {self.log_path(k)}:\n{self.tail(20, k)}')
+                                      f'last lines of {shown_path(self.log_path(k))}:\n{self.tail(20, k)}')
         outcome, value = pickle_load(path)
-        if outcome == 'error': raise FailedJobError(f'job {self.job_id} task {k} failed:\n{value}\nfull log: {self.log_path(k)}')
+        if outcome == 'error': raise FailedJobError(f'job {self.job_id} task {k} failed:\n{value}\nfull log: {shown_path(self.log_path(k))}')
         return value
 
     def result(self, timeout: float|None=None):
@@ -406,7 +442,7 @@ class TrainJob:
         "One line for print(): id, state, restarts, tasks, log."
         p = self.plan
         return (f'job {self.job_id} ({p.cluster}) {p.experiment}: {self.status()}, {self.restarts} restart(s), '
-                f'{p.nodes}x{p.tasks_per_node} tasks, log {self.log_path()}')
+                f'{p.nodes}x{p.tasks_per_node} tasks, log {shown_path(self.log_path())}')
 
     def __repr__(self): return f'TrainJob({self.job_id!r}, cluster={self.cluster!r}, experiment={self.plan.experiment!r})'
 
@@ -505,10 +541,10 @@ class JobMonitor:
         self.state = j.status()
         color = {'COMPLETED': 'green', 'RUNNING': 'royalblue', 'PENDING': 'gray', 'REQUEUED': 'darkorange'}.get(self.state, 'firebrick')
         rows = [('job', f'{j.job_id} ({j.cluster})'), ('experiment', p.experiment), ('state', f'<b style="color:{color}">{self.state}</b>'),
-                ('restarts', j.restarts), ('tasks', f'{p.nodes} node(s) x {p.tasks_per_node}'), ('log', j.log_path())]
+                ('restarts', j.restarts), ('tasks', f'{p.nodes} node(s) x {p.tasks_per_node}'), ('log', shown_path(j.log_path()))]
         self.header.value = '<table>' + ''.join(f'<tr><td>{k}</td><td>{html.escape(str(v)) if k != "state" else v}</td></tr>'
                                                 for k, v in rows) + '</table>'
-        self.log.value = f'<pre style="font-size:11px;max-height:20em;overflow:auto">{html.escape(j.tail(self.n))}</pre>'
+        self.log.value = f'<pre style="font-size:11px;max-height:20em;overflow:auto">{html.escape(shorten_paths(j.tail(self.n)))}</pre>'
         return self.state
 
     def watch(self, every: float=10.0) -> threading.Thread:
@@ -552,7 +588,7 @@ def submit_main(argv: list[str]|None=None): # arguments after `cosmos-nb submit`
         job = submit(a.experiment, **kw)
     except SubmitError as e:
         print(f'cosmos-nb submit: {e}', file=sys.stderr); raise SystemExit(2)
-    print(f'submitted job {job.job_id} ({job.cluster}); log: {job.log_path()}\n'
+    print(f'submitted job {job.job_id} ({job.cluster}); log: {shown_path(job.log_path())}\n'
           f'in a notebook: JobMonitor(attach({str(job.folder)!r}))')
     if a.wait:
         try: res = job.result()

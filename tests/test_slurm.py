@@ -262,3 +262,30 @@ def test_real_trainer_tiny_lora_on_slurm_preempted_and_resumed(cluster, tmp_path
     res = job.results(timeout=600)
     assert [r['rank'] for r in res] == [0, 1] and res[0]['iteration'] == 60 and res[0]['resumed_from'] > 0
     assert job.restarts == 1 and (ckpts/'latest_checkpoint.txt').read_text().strip() == 'iter_000000060.pt'
+
+# ------------------------------------------------------------------------------- what pages and messages show (issue 18 §1)
+def test_pages_and_messages_show_no_machine_paths(tmp_path, monkeypatch):
+    "Profiles, plans and errors name files relative to where the reader is; only the batch script itself keeps full paths."
+    from cosmos_nb.slurm import shorten_paths, shown_path
+    monkeypatch.chdir(ROOT)
+    ex = load_profile('example')
+    assert '| file | `slurm/profiles/example.ini` |' in ex._repr_markdown_() and "path='slurm/profiles/example.ini'" in repr(ex)
+    monkeypatch.chdir(ROOT/'nbs')                                       # a notebook's working directory: inside the checkout
+    assert '`../slurm/profiles/example.ini`' in ex._repr_markdown_()
+    plan = plan_job('x', profile='example', cluster='slurm', target='os.path:join', folder=tmp_path/'%j')
+    assert shown_path(tmp_path/'%j') == '$TMPDIR/' + str((tmp_path/'%j').relative_to(Path(tempfile_dir()).resolve()))
+    for text in (repr(plan), plan._repr_markdown_()):
+        assert str(ROOT) not in text and str(tmp_path) not in text and '$TMPDIR/' in text, text
+    with pytest.raises(SubmitError) as e: load_profile('nope')
+    assert str(ROOT) not in str(e.value) and '(searched ../slurm/profiles)' in str(e.value)
+    with pytest.raises(SubmitError) as e: plan_job('x', gpus_per_node=9, profile='example', cluster='slurm', target='os.path:join')
+    assert "profile 'example' (../slurm/profiles/example.ini) has 8 GPU(s)" in str(e.value)
+    script = plan.sbatch_script()
+    assert str(tmp_path) in script                                      # the file SLURM runs has the real folder
+    shown = shorten_paths(script)
+    assert str(tmp_path) not in shown and str(ROOT) not in shown and '$TMPDIR/' in shown and '#SBATCH --requeue' in shown
+
+
+def tempfile_dir() -> str:
+    import tempfile
+    return tempfile.gettempdir()
