@@ -41,7 +41,7 @@ class TokenizerChoice:
 
 @dataclass
 class DataConfig:
-    "The training videos and how windows are cut from them (upstream `Dataset`, spec §6.1)."
+    "The training videos and how windows are cut from them (upstream `Dataset`, `diffusion/training/datasets/dataset_video.py`)."
     dataset_dir: str = 'datasets/hdvila'
     num_frames: int = 121                     # frames per training window (1 + 8k)
     video_size: tuple[int, int] = (720, 1280) # (H, W) every frame is stretched to
@@ -71,13 +71,13 @@ class SchedulerConfig:
 
 @dataclass
 class EMAConfig:
-    "EDM2 power EMA of the trained weights, kept in fp32 (spec §7.4)."
+    "EDM2 power EMA of the trained weights, kept in fp32 (upstream `PowerEMATracker`)."
     enabled: bool = True
     rate: float = 0.1                          # s; γ ≈ 6.94
 
 @dataclass
 class LoRAConfig:
-    "LoRA adapters on q and v of self- and cross-attention in the first blocks (spec network §5)."
+    "LoRA adapters on q and v of self- and cross-attention in the first blocks (upstream `get_fa_ca_qv_lora_config`)."
     enabled: bool = False
     first_nblocks: int = 28                    # upstream's inference config says 27: a bug, we use 28 in both
     rank: int = 8

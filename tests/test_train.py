@@ -107,7 +107,8 @@ def wait_ok(p, log, kind, root, timeout=180):
         pytest.fail(f'torchrun timed out:\n{log.read_text()[-4000:]}')
     text = log.read_text()
     if rc != 0:
-        # the known gloo teardown flake (SIGABRT at exit, ecosystem.md §3) is tolerated only after success was recorded
+        # the known gloo teardown flake (on CPU a rank may SIGABRT at exit after destroy_process_group, "terminate called
+        # without an active exception", about 1 run in 4) is tolerated only after success was recorded
         assert finished(kind, root) and ('SIGABRT' in text or 'exitcode  : -6' in text or 'terminate called' in text), \
             f'torchrun failed (rc {rc}):\n{text[-4000:]}'
     return text
