@@ -535,11 +535,12 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
         out.append(f'data.latent_cache {d.latent_cache} has no index.json: cosmos-nb cache-latents --experiment {cfg.job.name} '
                    f'--out {d.latent_cache} (with this run\'s data.* overrides)')
     if not cached or sampling:                                        # the clips themselves (previews pick their first frames)
-        lay = DatasetLayout(d.dataset_dir)
+        lay, missing = DatasetLayout(d.dataset_dir), {}                  # fix -> what it makes (one line per fix)
         for folder, kind, fix in zip((lay.videos, lay.metas, lay.t5), ('videos', 'captions', 'embeddings'), _dataset_fixes(lay.root)):
             if not lay.stems(kind):
                 what = {'videos': '.mp4 clips', 'captions': '.txt captions', 'embeddings': '.pickle T5 embeddings'}[kind]
-                out.append(f'{folder} {"has no " + what if folder.is_dir() else "does not exist"}: {fix}')
+                missing.setdefault(fix, []).append(f'{folder} {"has no " + what if folder.is_dir() else "does not exist"}')
+        out += [f'{"; ".join(whats)}: {fix}' for fix, whats in missing.items()]
     return out + logger_problems(cfg.trainer.loggers)
 
 # %% ../nbs/11_train.ipynb #2161e8cd

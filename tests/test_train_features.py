@@ -80,7 +80,9 @@ def test_console_script_unknown_experiment_and_missing_synthetic_dataset(tmp_pat
     assert out.returncode == 2 and out.stderr.count('\n') == 1 and "unknown experiment 'no_such_experiment'" in out.stderr
     out = cli([exe, 'train', '--experiment', 'video2world_tiny_lora_synthetic'], tmp_path, module=None)
     assert out.returncode == 1 and 'Traceback' not in out.stderr and '[rank0]' not in out.stderr, out.stderr
-    assert 'datasets/synthetic/videos does not exist: make the synthetic dataset' in out.stderr
+    assert 'datasets/synthetic/videos does not exist; datasets/synthetic/metas does not exist; datasets/synthetic/t5_xxl does not exist: ' \
+           'make the synthetic dataset' in out.stderr
+    assert out.stderr.count('make_synthetic_dataset(') == 1, 'one fix makes all three folders: say it once'
     assert 'make_synthetic_dataset' in out.stderr and 'cosmos-nb demo' in out.stderr
     assert files_under(tmp_path) == []
     # the command it names makes a dataset the run accepts
