@@ -521,7 +521,7 @@ class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if '(default' in (action.help or '') else super()._get_help_string(action)
 
 def video2world_parser() -> argparse.ArgumentParser:
-    "Upstream's Video2World arguments and defaults (spec §3.11), plus cosmos-nb's few."
+    "Upstream's Video2World arguments and defaults (`cosmos_predict1/diffusion/inference/video2world.py`), plus cosmos-nb's few."
     p = argparse.ArgumentParser(prog='cosmos-nb video2world', description='Continue an image or a video into a world video with Cosmos-Predict1 Video2World.',
                                 formatter_class=_DefaultsOnce)
     a = p.add_argument

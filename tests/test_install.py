@@ -78,9 +78,9 @@ def test_slurm_up_without_root_skips_instead_of_prompting(tmp_path):
     assert calls == ['sudo -n true']
 
 
-def test_pyproject_names_only_make_targets_that_exist_and_no_path_outside_the_checkout(tmp_path):
+def test_pyproject_names_only_make_targets_that_exist(tmp_path):
+    "(test_standalone checks that no file, pyproject.toml included, names a path outside the checkout.)"
     text = (ROOT / 'pyproject.toml').read_text()
-    assert '../' not in text and '/work/' not in text
     targets = set(re.findall(r'`make ([\w-]+)`', text))
     assert 'test-slow' in targets
     for t in targets:
