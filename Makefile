@@ -93,7 +93,8 @@ clean:
 	rm -rf _proc _docs outputs/demo
 
 # Developers: execute notebooks in place (so the docs show their outputs), then strip metadata. NB=nbs/00_video.ipynb for one.
+# nbclient stores widget state unless told not to; tests/test_notebooks_weight.py then drops widget views and keeps one format per figure.
 NB ?= $(wildcard nbs/*.ipynb)
 run-nbs: install
-	@for f in $(NB); do echo "executing $$f"; (cd $$(dirname $$f) && $(CURDIR)/$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 $$(basename $$f) >/dev/null) || exit 1; done
+	@for f in $(NB); do echo "executing $$f"; (cd $$(dirname $$f) && $(CURDIR)/$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=900 --ExecutePreprocessor.store_widget_state=False $$(basename $$f) >/dev/null && $(CURDIR)/$(BIN)/python $(CURDIR)/tests/test_notebooks_weight.py $$(basename $$f)) || exit 1; done
 	$(BIN)/nbdev-clean
