@@ -59,7 +59,7 @@ def _dom(page: Path) -> str:
 def test_index_page_in_headless_chromium(site):
     dom = _dom(site/"index.html")
     assert "cosmos-nb" in dom and "Post-train Cosmos-Predict1-7B-Video2World" in dom
-    assert "<img" in dom and "data:image/png;base64" in dom       # the contact sheet is there
+    assert "<img" in dom and "data:image/jpeg;base64" in dom      # the contact sheet is there (a photo: stored as JPEG)
 
 def test_api_page_in_headless_chromium(site):
     dom = _dom(site/"video.html")
