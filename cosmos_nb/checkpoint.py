@@ -20,8 +20,8 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from .config import atomic_write, atomic_torch_save, load_torch_file
 
 # %% auto #0
-__all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'PAUSE_ENV', 'checkpoint_name',
-           'parse_checkpoint_name', 'load_file', 'rng_state', 'set_rng_state', 'gather_rng_states', 'write_checkpoint',
+__all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'checkpoint_name', 'parse_checkpoint_name',
+           'load_file', 'rng_state', 'set_rng_state', 'gather_rng_states', 'write_checkpoint_file', 'write_checkpoint',
            'CheckpointInfo', 'read_checkpoint', 'list_checkpoints', 'find_resume_checkpoint', 'prune_checkpoints',
            'remove_partial_files', 'full_model_state_dict', 'full_optimizer_state_dict', 'load_full_model_state_dict',
            'load_full_optimizer_state_dict', 'save_training_checkpoint', 'load_training_checkpoint']
@@ -80,23 +80,11 @@ def gather_rng_states() -> list[dict]:
     return out
 
 # %% ../nbs/10_checkpoint.ipynb #55054b94
-PAUSE_ENV = 'COSMOS_NB_TEST_CHECKPOINT_PAUSE'   # "N:SECONDS": tests only, see above
-
-def _pause_seconds(iteration: int) -> float:
-    spec = os.environ.get(PAUSE_ENV, '')
-    if not spec: return 0.
-    it, secs = spec.split(':')
-    return float(secs) if int(it) == iteration else 0.
-
-def _save(obj, path: Path, pause: float=0.):
-    "Write `obj` to `path` atomically: `torch.save`, or `obj(path)` for a writer function; optionally stall half-way (tests)."
-    if callable(obj): obj(path); return
-    if not pause: atomic_torch_save(obj, path); return
-    buf = io.BytesIO(); torch.save(obj, buf); data = buf.getvalue()
-    with atomic_write(path, 'wb') as f:
-        f.write(data[:len(data) // 2]); f.flush(); os.fsync(f.fileno())
-        time.sleep(pause)
-        f.write(data[len(data) // 2:])
+def write_checkpoint_file(obj, # a dict to `torch.save`, or a function `write(path)` that writes the file atomically itself
+                          path: Path):
+    "Write one checkpoint file atomically: `torch.save(obj)`, or `obj(path)` for a writer function."
+    if callable(obj): obj(path)
+    else: atomic_torch_save(obj, path)
 
 # %% ../nbs/10_checkpoint.ipynb #b3c99d54
 def write_checkpoint(ckpt_dir: str|Path, # the run's checkpoints/ folder
@@ -106,10 +94,10 @@ def write_checkpoint(ckpt_dir: str|Path, # the run's checkpoints/ folder
                      keep_last: int=0) -> Path: # keep only the newest K complete checkpoints (0: all)
     "Write checkpoint `iteration` (rank 0 only): each file atomically, then the manifest `iter_N.pt`, then `latest_checkpoint.txt`."
     ckpt_dir = Path(ckpt_dir); ckpt_dir.mkdir(parents=True, exist_ok=True)
-    pause, names = _pause_seconds(iteration), {}
-    for i, (kind, obj) in enumerate(files.items()):
+    names = {}
+    for kind, obj in files.items():
         names[kind] = checkpoint_name(iteration, kind)
-        _save(obj, ckpt_dir/names[kind], pause if i == min(1, len(files) - 1) else 0.)
+        write_checkpoint_file(obj, ckpt_dir/names[kind])
     manifest = ckpt_dir/checkpoint_name(iteration)
     atomic_torch_save({**(state or {}), 'iteration': iteration, 'files': names, 'saved_at': time.time()}, manifest)
     with atomic_write(ckpt_dir/LATEST_FILE, 'w') as f: f.write(manifest.name)

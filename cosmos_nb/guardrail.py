@@ -24,12 +24,11 @@ from .video2world import CheckpointLoadError, FeatureNotAvailableWarning, free_m
 __all__ = ['GUARDRAIL_REPO', 'AEGIS_ADAPTER_REPO', 'LLAMAGUARD_REPO', 'LLAMAGUARD_REVISION', 'SIGLIP_REPO', 'LICENCES',
            'LOOKALIKES', 'WORD', 'AEGIS_CATEGORIES', 'FACE_CASCADES', 'VIDEO_SAFETY_CLASSES', 'find_hf_folder',
            'find_guardrail_dir', 'GuardrailFiles', 'find_guardrail_files', 'fetch_guardrail_model', 'to_ascii',
-           'spells', 'lemmatize', 'read_keywords', 'Blocklist', 'aegis_prompt', 'parse_aegis', 'word_tokenizer',
-           'script_language_model', 'make_tiny_llamaguard', 'GuardrailLoadError', 'default_device',
-           'quiet_transformers', 'LlamaGuard', 'GuardrailDependencyError', 'import_cv2', 'FaceDetector', 'pixelate',
-           'blur_faces', 'SafetyClassifier', 'ContentFilter', 'make_tiny_guardrail', 'cached_model', 'release_models',
-           'TextGuardrail', 'load_text_guardrail', 'VideoGuardrail', 'load_video_guardrail', 'check_prompt',
-           'check_video']
+           'spells', 'lemmatize', 'read_keywords', 'Blocklist', 'aegis_prompt', 'parse_aegis', 'GuardrailLoadError',
+           'default_device', 'quiet_transformers', 'LlamaGuard', 'GuardrailDependencyError', 'import_cv2',
+           'FaceDetector', 'pixelate', 'blur_faces', 'SafetyClassifier', 'ContentFilter', 'cached_model',
+           'release_models', 'TextGuardrail', 'load_text_guardrail', 'VideoGuardrail', 'load_video_guardrail',
+           'check_prompt', 'check_video']
 
 # %% ../nbs/16_guardrail.ipynb #f1e4e470
 GUARDRAIL_REPO = 'nvidia/Cosmos-Guardrail1'                 # blocklist/, video_content_safety_filter/, face_blur_filter/
@@ -337,62 +336,6 @@ def parse_aegis(output: str) -> tuple[bool, str]: # LlamaGuard's answer, e.g. 'u
     why = [f'{named[f"O{k}"][1]} (O{k}): {named[f"O{k}"][2]}' for k in dict.fromkeys(codes) if f'O{k}' in named]
     return False, 'LlamaGuard-7b + Aegis: ' + ('; '.join(why) or f'unsafe ({output.strip()!r})')
 
-# %% ../nbs/16_guardrail.ipynb #4f54d854
-def word_tokenizer(words: list[str], # the vocabulary, in id order after `specials`
-                   specials: list[str]=('<unk>', '<s>', '</s>')): # special tokens first: unk, bos, eos, then any others
-    "A word-level `transformers` tokenizer (whitespace and punctuation split words; anything unknown is `<unk>`)."
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-    vocab = {t: i for i, t in enumerate(dict.fromkeys([*specials, *words]))}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token=specials[0]))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token=specials[0], bos_token=specials[1], eos_token=specials[2],
-                                   pad_token=specials[2], additional_special_tokens=list(specials[3:]))
-
-@torch.no_grad()
-def script_language_model(lm: nn.Module, # a causal LM (`transformers`), hidden size ≥ vocabulary size
-                          successors: dict[int, int]) -> nn.Module: # token id → the id that must follow it
-    "Make `lm` deterministic: its next token is `successors[current token]` (else token 0), whatever came before."
-    emb, head = lm.get_input_embeddings().weight, lm.get_output_embeddings().weight   # V×D, V×D
-    V, D = emb.shape
-    assert D >= V, f'hidden size {D} must be at least the vocabulary size {V}'
-    for name, p in lm.named_parameters():
-        if name.endswith(('o_proj.weight', 'down_proj.weight')) and 'vision' not in name: p.zero_()   # layers add nothing
-    emb.copy_(torch.eye(V, D))                                                    # token i → e_i
-    head.zero_()
-    for a, b in successors.items(): head[b, a] = 1.0                              # e_a scores token b
-    return lm
-
-# %% ../nbs/16_guardrail.ipynb #eabb007c
-def make_tiny_llamaguard(checkpoint_dir: str|Path, # upstream's checkpoints/ folder
-                         verdict: str='unsafe', # what the model says with its Aegis adapter: 'unsafe' (category O3) or 'safe'
-                         seed: int=0) -> tuple[Path, Path]: # (LlamaGuard folder, adapter folder)
-    "Write a tiny random LlamaGuard (says 'safe') and an Aegis LoRA adapter (makes it say `verdict`) in their repos' folders."
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
-    ck = Path(checkpoint_dir)
-    words = ['safe', 'unsafe', 'O3', 'User', 'Task', 'robot', 'arm', 'cube', 'red']
-    tok = word_tokenizer(words, ['<unk>', '<s>', '</s>', '[INST]', '[/INST]'])
-    ids = tok.convert_tokens_to_ids
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, head_dim=8, max_position_embeddings=4096, bos_token_id=ids('<s>'),
-                      eos_token_id=ids('</s>'), pad_token_id=ids('</s>'))
-    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
-        warnings.filterwarnings('ignore', category=FutureWarning)        # peft calls a deprecated transformers 5 API
-        torch.manual_seed(seed)
-        lm = script_language_model(LlamaForCausalLM(cfg), {ids('[/INST]'): ids('safe'), ids('safe'): ids('</s>'),
-                                                            ids('unsafe'): ids('O3'), ids('O3'): ids('</s>')})
-        lm.generation_config.pad_token_id = ids('</s>')
-        lm.save_pretrained(ck/LLAMAGUARD_REPO); tok.save_pretrained(ck/LLAMAGUARD_REPO)
-        peft_lm = get_peft_model(lm, LoraConfig(r=1, lora_alpha=1, target_modules=['lm_head'], lora_dropout=0.0))
-        with torch.no_grad():
-            (layer,) = [m for n, m in peft_lm.named_modules() if n.endswith('lm_head') and hasattr(m, 'lora_A')]
-            A_, B_ = layer.lora_A['default'].weight, layer.lora_B['default'].weight   # 1×D, V×1
-            A_.zero_(); B_.zero_()
-            if verdict == 'unsafe': A_[0, ids('[/INST]')] = 1.0; B_[ids('unsafe'), 0], B_[ids('safe'), 0] = 2.0, -2.0
-        peft_lm.save_pretrained(ck/AEGIS_ADAPTER_REPO, save_embedding_layers=False)
-    return ck/LLAMAGUARD_REPO, ck/AEGIS_ADAPTER_REPO
-
 # %% ../nbs/16_guardrail.ipynb #c0e94f0c
 class GuardrailLoadError(CheckpointLoadError, OSError):
     "A guardrail model or file exists but cannot be loaded; the message names it and what to do."
@@ -573,35 +516,6 @@ class ContentFilter:
         bad = classes.nonzero().flatten().tolist()
         if not bad: return True, ''
         return False, f'content filter: frame {bad[0]} is classified {VIDEO_SAFETY_CLASSES[classes[bad[0]]]!r}'
-
-# %% ../nbs/16_guardrail.ipynb #5396d8ff
-def make_tiny_guardrail(checkpoint_dir: str|Path, # upstream's checkpoints/ folder
-                        verdict: str='safe', # LlamaGuard's answer (with the Aegis adapter): 'safe' or 'unsafe'
-                        video_class: int=0, # what the content filter says of every frame (0: Safe, 2: Violence, ...)
-                        blocked: list[str]=('gore', 'car bomb'), # the blocklist's custom/ entries
-                        exact: list[str]=('carnage',), whitelist: list[str]=('gorey',),
-                        seed: int=0) -> GuardrailFiles:
-    "Write tiny guardrail models (random SigLIP, scripted LlamaGuard + adapter) and word lists in the download layout."
-    with quiet_transformers(): from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel   # (no torchvision: the PIL one)
-    ck = Path(checkpoint_dir); root = ck/GUARDRAIL_REPO
-    for sub, words in (('custom', blocked), ('exact_match', exact), ('whitelist', whitelist)):
-        (root/'blocklist'/sub).mkdir(parents=True, exist_ok=True)
-        (root/'blocklist'/sub/'words.txt').write_text(''.join(w + '\n' for w in words), encoding='utf-8')
-    make_tiny_llamaguard(ck, verdict, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14)
-        text = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, vocab_size=64,
-                    bos_token_id=None, eos_token_id=None, pad_token_id=1)
-        with quiet_transformers(): SiglipModel(SiglipConfig(text_config=text, vision_config=vision)).save_pretrained(ck/SIGLIP_REPO)
-        SiglipImageProcessor(size={'height': 28, 'width': 28}).save_pretrained(ck/SIGLIP_REPO)
-        clf = SafetyClassifier(16, len(VIDEO_SAFETY_CLASSES))
-        with torch.no_grad():
-            last = clf.network['layers'][6]
-            last.weight.zero_(); last.bias.zero_(); last.bias[video_class] = 10.0
-        (root/'video_content_safety_filter').mkdir(parents=True, exist_ok=True)
-        torch.save({'model': clf.state_dict()}, root/'video_content_safety_filter'/'safety_filter.pt')
-    return find_guardrail_files(ck)
 
 # %% ../nbs/16_guardrail.ipynb #b831c5ef
 _MODELS: dict = {}

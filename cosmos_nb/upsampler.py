@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from .video import INFERENCE_DIVISOR, read_video, video_info
 from .video2world import CheckpointLoadError, FeatureNotAvailableWarning, on_device
-from .guardrail import cached_model, default_device, find_hf_folder, quiet_transformers, script_language_model, word_tokenizer
+from .guardrail import cached_model, default_device, find_hf_folder, quiet_transformers
 
 # %% auto #0
 __all__ = ['PIXTRAL_REPO', 'UPSAMPLER_DIR', 'UPSAMPLER_INSTRUCTION', 'MAX_IMAGE_SIDE', 'MAX_NEW_TOKENS', 'upsampler_image',
            'find_prompt_upsampler', 'upsampler_missing', 'PixtralInputs', 'load_pixtral_processor',
-           'make_tiny_prompt_upsampler', 'UpsamplerLoadError', 'PromptUpsampler', 'upsample_prompt']
+           'UpsamplerLoadError', 'PromptUpsampler', 'upsample_prompt']
 
 # %% ../nbs/17_upsampler.ipynb #74809087
 PIXTRAL_REPO = 'mistral-community/pixtral-12b'    # Pixtral-12B in transformers format
@@ -92,39 +92,6 @@ def load_pixtral_processor(folder: str|Path): # a Pixtral folder in transformers
         cfg = Path(folder)/'processor_config.json'
         return PixtralInputs(AutoTokenizer.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder),
                              **(json.loads(cfg.read_text()) if cfg.is_file() else {}))
-
-# %% ../nbs/17_upsampler.ipynb #10aaaba4
-def make_tiny_prompt_upsampler(folder: str|Path, # where to write it, e.g. checkpoints/mistral-community/pixtral-12b
-                               says: str='a car drives along an empty motorway under cloudy skies', # its answer (distinct words)
-                               image_size: int=64, # the image processor's longest side (Pixtral: 1024)
-                               seed: int=0) -> Path:
-    "Write a tiny random Pixtral (Llava) scripted to answer `says`, with tokenizer, image processor and processor config."
-    with quiet_transformers():   # (without torchvision, PixtralImageProcessor is the PIL one)
-        from transformers import LlavaConfig, LlavaForConditionalGeneration, MistralConfig, PixtralImageProcessor, PixtralVisionConfig
-    words = says.split()
-    if len(set(words)) != len(words): raise ValueError(f'the words of {says!r} must all differ')
-    tok = word_tokenizer(words, ['<unk>', '<s>', '</s>', '[INST]', '[/INST]', '[IMG]', '[IMG_BREAK]', '[IMG_END]'])
-    ids = tok.convert_tokens_to_ids
-    text = MistralConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=8, max_position_embeddings=4096,
-                         bos_token_id=ids('<s>'), eos_token_id=ids('</s>'), pad_token_id=ids('</s>'))
-    vision = PixtralVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                 image_size=image_size, patch_size=16)
-    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=ids('[IMG]'), projector_hidden_act='gelu',
-                      vision_feature_layer=-1, vision_feature_select_strategy='full')
-    chain = ['[/INST]', *words, '</s>']
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = script_language_model(LlavaForConditionalGeneration(cfg), {ids(a): ids(b) for a, b in zip(chain, chain[1:])})
-    model.generation_config.eos_token_id, model.generation_config.pad_token_id = ids('</s>'), ids('</s>')
-    folder = Path(folder)
-    with quiet_transformers():
-        model.save_pretrained(folder); tok.save_pretrained(folder)
-        PixtralImageProcessor(size={'longest_edge': image_size}, patch_size={'height': 16, 'width': 16}).save_pretrained(folder)
-    (folder/'processor_config.json').write_text(json.dumps(dict(
-        processor_class='PixtralProcessor', patch_size=16, spatial_merge_size=1, image_token='[IMG]',
-        image_break_token='[IMG_BREAK]', image_end_token='[IMG_END]'), indent=2))
-    return folder
 
 # %% ../nbs/17_upsampler.ipynb #66363e4f
 class UpsamplerLoadError(CheckpointLoadError, OSError):

@@ -19,7 +19,7 @@ from .config import atomic_write, atomic_torch_save, config_to_dict, load_settin
 from .video import VideoError, read_video, video_info, resize_video, to_unit, write_video, contact_sheet, INFERENCE_DIVISOR
 from .data import pad_t5_embedding
 from .download import HubError
-from .t5 import T5_MODEL, T5LoadError, resolve_t5, load_t5, make_tiny_t5, encode_prompts as t5_encode_prompts
+from .t5 import T5_MODEL, T5LoadError, resolve_t5, load_t5, encode_prompts as t5_encode_prompts
 from .tokenizer import (TokenizerConfig, CausalVideoTokenizer, LatentNormalizer, NormalizedTokenizer, TokenizerLoadError, load_tokenizer,
                                  save_state_dict, _weight_files)
 from .dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_for_upstream, apply_context_parallel, compile_blocks
@@ -31,11 +31,11 @@ from .lora import read_lora_checkpoint, load_lora_checkpoint, load_lora_adapter,
 # %% auto #0
 __all__ = ['DIT_DIR', 'TOKENIZER_DIR', 'POST_TRAINED', 'POST_TRAINED_LORA', 'MODEL_CONFIG_FILE', 'DEFAULT_NEGATIVE_PROMPT',
            'MAX_VIDEO_FRAMES', 'SIZE_MULTIPLE', 'post_trained_dir', 'dit_preset', 'write_model_config',
-           'read_model_config', 'make_tiny_checkpoints', 'MissingCheckpointError', 'CheckpointLoadError', 'ModelFiles',
-           'find_model_files', 'Video2WorldInputError', 'load_conditioning_frames', 'Video2WorldJob', 'read_batch_file',
-           'check_request', 'FeatureNotAvailableWarning', 'prompt_upsampler_available', 'upsample_prompt',
-           'guardrail_text', 'guardrail_video', 'load_video2world_dit', 'free_memory', 'on_device',
-           'OffloadingTokenizer', 'GeneratedVideo', 'Video2WorldPipeline', 'video2world_parser', 'video2world_main']
+           'read_model_config', 'MissingCheckpointError', 'CheckpointLoadError', 'ModelFiles', 'find_model_files',
+           'Video2WorldInputError', 'load_conditioning_frames', 'Video2WorldJob', 'read_batch_file', 'check_request',
+           'FeatureNotAvailableWarning', 'prompt_upsampler_available', 'upsample_prompt', 'guardrail_text',
+           'guardrail_video', 'load_video2world_dit', 'free_memory', 'on_device', 'OffloadingTokenizer',
+           'GeneratedVideo', 'Video2WorldPipeline', 'video2world_parser', 'video2world_main']
 
 # %% ../nbs/13_video2world.ipynb #1a2e7624
 DIT_DIR = 'Cosmos-Predict1-7B-Video2World'         # the released 7B Video2World DiT
@@ -81,29 +81,6 @@ def read_model_config(folder: str|Path) -> DiTConfig: # the folder of a model.pt
     try: return DiTConfig(**d['net'])
     except (TypeError, ValueError) as e:
         raise ValueError(f'{folder/MODEL_CONFIG_FILE}: not a valid DiTConfig ({e}); delete it to use the {dit_preset(folder.name).model_channels}-wide preset') from e
-
-# %% ../nbs/13_video2world.ipynb #30ab3a8c
-def make_tiny_checkpoints(checkpoint_dir: str|Path, # the folder to fill (upstream's checkpoints/ layout)
-                          net: DiTConfig|None=None, # default: `DiTConfig.tiny` with T5 width `t5_dim`
-                          t5_dim: int=32, # width of the tiny T5 encoder (= the DiT's cross-attention input)
-                          seed: int=0) -> Path:
-    "Write tiny random DiT, tokenizer and T5 weights in the official file formats; returns `checkpoint_dir`."
-    ck = Path(checkpoint_dir)
-    net = net or DiTConfig.tiny(crossattn_emb_channels=t5_dim)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        dit = VideoExtendDiT(net)
-        with torch.no_grad():
-            for p in dit.parameters():
-                if not p.any(): p.normal_(std=0.02)                    # the zero-initialised adaLN outputs
-        atomic_torch_save(dit_state_dict_for_upstream(dit, logvar_head()), ck/DIT_DIR/'model.pt')
-        write_model_config(ck/DIT_DIR, net)
-        tok = CausalVideoTokenizer(TokenizerConfig.tiny())
-        save_state_dict(tok, ck/TOKENIZER_DIR/'tokenizer.safetensors')
-        with torch.no_grad(): z = tok.encode(torch.rand(1, 3, 9, 32, 32) * 2 - 1)
-        LatentNormalizer.fit(z, per_frame=False).to_file(ck/TOKENIZER_DIR/'mean_std.pt')
-    make_tiny_t5(ck/T5_MODEL, d_model=t5_dim, seed=seed)
-    return ck
 
 # %% ../nbs/13_video2world.ipynb #bed99e52
 class MissingCheckpointError(FileNotFoundError):

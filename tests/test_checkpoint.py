@@ -53,7 +53,7 @@ def test_a_failure_at_any_step_keeps_the_previous_checkpoint(tmp_path, monkeypat
 
 
 def test_sigkill_while_paused_mid_file_leaves_only_a_hidden_partial_file(tmp_path):
-    "A real SIGKILL half-way through the second file of checkpoint 20 (the test hook stalls there)."
+    "A real SIGKILL half-way through the second file of checkpoint 20 (tests/pause_checkpoint.py's writer stalls there)."
     code = textwrap.dedent(f'''
         import torch
         from cosmos_nb.checkpoint import write_checkpoint
@@ -61,8 +61,10 @@ def test_sigkill_while_paused_mid_file_leaves_only_a_hidden_partial_file(tmp_pat
         write_checkpoint(d, 10, {{'reg_model': {{'w': torch.zeros(1000)}}, 'optim': {{'m': torch.zeros(1000)}}}})
         write_checkpoint(d, 20, {{'reg_model': {{'w': torch.ones(1000)}}, 'optim': {{'m': torch.ones(1000)}}}})
     ''')
-    env = {**os.environ, ck.PAUSE_ENV: '20:60', 'PYTHONPATH': str(ROOT)}
-    p = subprocess.Popen([sys.executable, '-c', code], env=env, start_new_session=True)
+    (tmp_path/'writer.py').write_text(code)
+    env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+    p = subprocess.Popen([sys.executable, str(ROOT/'tests'/'pause_checkpoint.py'), '20', '60', str(tmp_path/'writer.py')],
+                         env=env, start_new_session=True)
     try:
         deadline = time.time() + 60
         while not [f for f in tmp_path.glob('.iter_000000020_optim.pt.*.tmp') if f.stat().st_size > 0]:

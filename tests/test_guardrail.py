@@ -14,10 +14,11 @@ from cosmos_nb.download import HubError
 from cosmos_nb.guardrail import (AEGIS_ADAPTER_REPO, AEGIS_CATEGORIES, GUARDRAIL_REPO, LLAMAGUARD_REPO, LLAMAGUARD_REVISION,
                                  SIGLIP_REPO, Blocklist, ContentFilter, FaceDetector, GuardrailDependencyError, GuardrailLoadError,
                                  LlamaGuard, SafetyClassifier, TextGuardrail, aegis_prompt, blur_faces, check_prompt, check_video,
-                                 fetch_guardrail_model, find_guardrail_files, import_cv2, load_text_guardrail, make_tiny_guardrail,
-                                 make_tiny_llamaguard, parse_aegis, pixelate, release_models)
+                                 fetch_guardrail_model, find_guardrail_files, import_cv2, load_text_guardrail,
+                                 parse_aegis, pixelate, release_models)
 from cosmos_nb.video import read_video
-from cosmos_nb.video2world import FeatureNotAvailableWarning, make_tiny_checkpoints, video2world_main
+from cosmos_nb.video2world import FeatureNotAvailableWarning, video2world_main
+from cosmos_nb.testing import make_tiny_checkpoints, make_tiny_guardrail, make_tiny_llamaguard
 from hub_mock import GatedRepoHub
 
 SMALL = ['--num_video_frames', '9', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from cosmos_nb.checkpoint import (LATEST_FILE, PAUSE_ENV, find_resume_checkpoint, list_checkpoints, load_file)
+from cosmos_nb.checkpoint import (LATEST_FILE, find_resume_checkpoint, list_checkpoints, load_file)
 from cosmos_nb.data import VideoDataset, make_synthetic_dataset
 from cosmos_nb.diffusion import Video2WorldDiffusion
 from cosmos_nb.dit import VideoExtendDiT, dit_state_dict_for_upstream, load_dit_checkpoint
@@ -51,11 +51,13 @@ def overrides(kind, d):
 def run_dir(root, kind): return Path(root)/'posttraining'/'diffusion_video2world'/TINY[kind]
 
 
-def torchrun(kind, d, root, env_extra=None, nproc=2, extra=()):
-    "Start `torchrun --nproc_per_node=N -m cosmos_nb.train -- experiment=... ...` in its own process group."
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', '-m', 'cosmos_nb.train', '--',
+def torchrun(kind, d, root, env_extra=None, nproc=2, extra=(), pause=None):
+    """Start `torchrun --nproc_per_node=N -m cosmos_nb.train -- experiment=... ...` in its own process group;
+    `pause=(N, SECONDS)` runs it through tests/pause_checkpoint.py, which stalls half-way through writing checkpoint N."""
+    script = ['-m', 'cosmos_nb.train'] if pause is None else [str(ROOT/'tests'/'pause_checkpoint.py'), *map(str, pause), 'cosmos_nb.train']
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={nproc}', *script, '--',
            f'experiment={TINY[kind]}', *overrides(kind, d), *extra]
-    env = {k: v for k, v in os.environ.items() if k != PAUSE_ENV}
+    env = dict(os.environ)
     env.update(OUTPUT_ROOT=str(root), HF_HUB_OFFLINE='1', OMP_NUM_THREADS='1', **(env_extra or {}))
     env['PYTHONPATH'] = os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get('PYTHONPATH')] if p])
     Path(root).mkdir(parents=True, exist_ok=True)
@@ -198,7 +200,7 @@ def test_two_processes_train_then_survive_a_sigkill_mid_checkpoint_and_resume_ex
     assert after < before, f'training did not lower the loss: {before:.4f} -> {after:.4f}'
 
     # B: the same run, SIGKILLed (torchrun and both workers) while rank 0 is half-way through writing checkpoint 9
-    p, log = torchrun(kind, world, tmp_path/'B', {PAUSE_ENV: f'{KILL_AT}:120'})
+    p, log = torchrun(kind, world, tmp_path/'B', pause=(KILL_AT, 120))
     ck = run_dir(tmp_path/'B', kind)/'checkpoints'
     deadline = time.time() + 120
     try:

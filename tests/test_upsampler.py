@@ -8,12 +8,13 @@ from huggingface_hub import constants
 from PIL import Image
 
 import cosmos_nb.upsampler as ups
-from cosmos_nb.guardrail import make_tiny_guardrail, release_models
+from cosmos_nb.guardrail import release_models
 from cosmos_nb.upsampler import (PIXTRAL_REPO, UPSAMPLER_INSTRUCTION, PixtralInputs, PromptUpsampler, UpsamplerLoadError,
-                                 find_prompt_upsampler, load_pixtral_processor, make_tiny_prompt_upsampler, upsample_prompt,
+                                 find_prompt_upsampler, load_pixtral_processor, upsample_prompt,
                                  upsampler_image, upsampler_missing)
 from cosmos_nb.video import INFERENCE_DIVISOR, read_video, to_unit
-from cosmos_nb.video2world import FeatureNotAvailableWarning, make_tiny_checkpoints, video2world_main
+from cosmos_nb.video2world import FeatureNotAvailableWarning, video2world_main
+from cosmos_nb.testing import make_tiny_checkpoints, make_tiny_guardrail, make_tiny_prompt_upsampler
 
 SAYS = 'a car drives along an empty motorway under cloudy skies'
 SMALL = ['--num_video_frames', '9', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',

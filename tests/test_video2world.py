@@ -23,8 +23,9 @@ from cosmos_nb.train import PowerEMA
 from cosmos_nb.video import video_info
 from cosmos_nb.video2world import (DIT_DIR, TOKENIZER_DIR, CheckpointLoadError, FeatureNotAvailableWarning, MissingCheckpointError,
                                    Video2WorldPipeline, find_model_files,
-                                   load_video2world_dit, make_tiny_checkpoints, post_trained_dir, read_model_config,
+                                   load_video2world_dit, post_trained_dir, read_model_config,
                                    video2world_main, video2world_parser)
+from cosmos_nb.testing import make_tiny_checkpoints
 from hub_mock import GatedRepoHub, MockHub   # the loopback stand-in for the Hub
 
 SMALL = ['--num_video_frames', '17', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cosmos_nb.video import VideoError, read_video, torchcodec_diagnosis, video_info
-from cosmos_nb.video2world import make_tiny_checkpoints, video2world_main
+from cosmos_nb.video2world import video2world_main
+from cosmos_nb.testing import make_tiny_checkpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 # torchcodec 0.17 from PyPI beside the CPU torch 2.13 (what a plain `pip install -e .` gave): torch's loader message, and its cause
