@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.guardrail import FaceDetector, SafetyClassifier, ContentFilter, blur_faces
-from cosmos_nb.video2world import free_memory
+from cosmos_nb.runtime import free_memory
 
 STAGES = ('pixtral', 'llamaguard', 'filter', 'faces')
 

@@ -26,7 +26,8 @@ from cosmos_nb.diffusion import DiffusionConfig, Video2WorldDiffusion
 from cosmos_nb.dit import DiTConfig, VideoExtendDiT
 from cosmos_nb.fp8 import convert_to_fp8, fp8_available, fp8_layers
 from cosmos_nb.tokenizer import CausalVideoTokenizer, LatentNormalizer, TokenizerConfig
-from cosmos_nb.video2world import OffloadingTokenizer, free_memory
+from cosmos_nb.runtime import free_memory
+from cosmos_nb.video2world import OffloadingTokenizer
 
 
 def parse_args(argv=None):

@@ -18,6 +18,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_model_state_dict, set_optimizer_state_dict)
 
 from .config import atomic_write, atomic_torch_save, load_torch_file
+from .runtime import is_main_process
 
 # %% auto #0
 __all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'checkpoint_name', 'parse_checkpoint_name',
@@ -221,7 +222,7 @@ def save_training_checkpoint(ckpt_dir: str|Path, # the run's checkpoints/ folder
                              samples_seen: int=0, # clips trained on so far (upstream's trained_data_record["video"])
                              keep_last: int=0) -> Path|None: # keep the newest K checkpoints (0: all)
     "Gather and write checkpoint `iteration` in upstream's files (every rank calls it; rank 0 writes); returns the manifest path on rank 0."
-    rank0 = _rank() == 0
+    rank0 = is_main_process()
     rng = gather_rng_states()
     optim = dict(optimizer=full_optimizer_state_dict(model, optimizer), scheduler=None if scheduler is None else scheduler.state_dict())
     ema_sd = None if ema is None else ema.full_state_dict()

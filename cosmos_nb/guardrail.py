@@ -18,17 +18,17 @@ import torch.nn as nn
 from PIL import Image
 from .download import HubError
 from .pretrained import GUARDRAIL_REPOS, CheckpointRepo, download_repo
-from .video2world import CheckpointLoadError, FeatureNotAvailableWarning, free_memory, on_device
+from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, cached_model, default_device, find_hf_folder,
+                               free_memory, on_device, quiet_transformers, release_models)
 
 # %% auto #0
 __all__ = ['GUARDRAIL_REPO', 'AEGIS_ADAPTER_REPO', 'LLAMAGUARD_REPO', 'LLAMAGUARD_REVISION', 'SIGLIP_REPO', 'LICENCES',
-           'LOOKALIKES', 'WORD', 'AEGIS_CATEGORIES', 'FACE_CASCADES', 'VIDEO_SAFETY_CLASSES', 'find_hf_folder',
-           'find_guardrail_dir', 'GuardrailFiles', 'find_guardrail_files', 'fetch_guardrail_model', 'to_ascii',
-           'spells', 'lemmatize', 'read_keywords', 'Blocklist', 'aegis_prompt', 'parse_aegis', 'GuardrailLoadError',
-           'default_device', 'quiet_transformers', 'LlamaGuard', 'GuardrailDependencyError', 'import_cv2',
-           'FaceDetector', 'pixelate', 'blur_faces', 'SafetyClassifier', 'ContentFilter', 'cached_model',
-           'release_models', 'TextGuardrail', 'load_text_guardrail', 'VideoGuardrail', 'load_video_guardrail',
-           'check_prompt', 'check_video']
+           'LOOKALIKES', 'WORD', 'AEGIS_CATEGORIES', 'FACE_CASCADES', 'VIDEO_SAFETY_CLASSES', 'find_guardrail_dir',
+           'GuardrailFiles', 'find_guardrail_files', 'fetch_guardrail_model', 'to_ascii', 'spells', 'lemmatize',
+           'read_keywords', 'Blocklist', 'aegis_prompt', 'parse_aegis', 'GuardrailLoadError', 'LlamaGuard',
+           'GuardrailDependencyError', 'import_cv2', 'FaceDetector', 'pixelate', 'blur_faces', 'SafetyClassifier',
+           'ContentFilter', 'TextGuardrail', 'load_text_guardrail', 'VideoGuardrail', 'load_video_guardrail',
+           'check_prompt', 'check_video_safety']
 
 # %% ../nbs/16_guardrail.ipynb #f1e4e470
 GUARDRAIL_REPO = 'nvidia/Cosmos-Guardrail1'                 # blocklist/, video_content_safety_filter/, face_blur_filter/
@@ -36,21 +36,6 @@ AEGIS_ADAPTER_REPO = 'nvidia/Aegis-AI-Content-Safety-LlamaGuard-Defensive-1.0'
 LLAMAGUARD_REPO, _, LLAMAGUARD_REVISION = next(r for r in GUARDRAIL_REPOS if r.startswith('meta-llama/')).partition('@')
 SIGLIP_REPO = 'google/siglip-so400m-patch14-384'
 LICENCES = {LLAMAGUARD_REPO: "the Llama 2 Community License and Meta's Acceptable Use Policy"}
-
-def find_hf_folder(repo_id: str, # e.g. 'google/siglip-so400m-patch14-384'
-                   checkpoint_dir: str|Path, # upstream's checkpoints/ folder
-                   cache_dirs: list=(), # Hugging Face caches to search before the default one
-                   marker: str='config.json', # a file the folder must hold
-                   revision: str|None=None) -> Path|None: # a pinned commit to accept besides main
-    "The local folder of `repo_id`: `checkpoint_dir/repo_id`, else a snapshot in a Hugging Face cache; None if absent (never downloads)."
-    from huggingface_hub import try_to_load_from_cache
-    local = Path(checkpoint_dir)/repo_id
-    if (local/marker).is_file(): return local
-    for cache in [*[c for c in cache_dirs if c is not None], None]:
-        for rev in dict.fromkeys([None, revision]):
-            p = try_to_load_from_cache(repo_id, marker, cache_dir=cache, revision=rev)
-            if isinstance(p, str): return Path(p).parent
-    return None
 
 def find_guardrail_dir(checkpoint_dir: str|Path) -> Path|None:
     "Cosmos-Guardrail1's folder: `checkpoint_dir/nvidia/Cosmos-Guardrail1`, else (upstream HEAD) the first folder named `guardrail`."
@@ -340,16 +325,6 @@ def parse_aegis(output: str) -> tuple[bool, str]: # LlamaGuard's answer, e.g. 'u
 class GuardrailLoadError(CheckpointLoadError, OSError):
     "A guardrail model or file exists but cannot be loaded; the message names it and what to do."
 
-def default_device() -> torch.device: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-
-@contextmanager
-def quiet_transformers():
-    "Silence `transformers`' load reports (e.g. the text tower a vision-only model skips) inside the block."
-    from transformers.utils import logging as tl
-    level = tl.get_verbosity(); tl.set_verbosity_error()
-    try: yield
-    finally: tl.set_verbosity(level)
-
 class LlamaGuard:
     "LlamaGuard-7b with the Aegis adapter (upstream's `Aegis` guardrail): answers 'safe' or 'unsafe' + categories for a prompt."
     def __init__(self, tokenizer, model): self.tokenizer, self.model = tokenizer, model
@@ -518,19 +493,6 @@ class ContentFilter:
         return False, f'content filter: frame {bad[0]} is classified {VIDEO_SAFETY_CLASSES[classes[bad[0]]]!r}'
 
 # %% ../nbs/16_guardrail.ipynb #b831c5ef
-_MODELS: dict = {}
-
-def cached_model(key: tuple, # identifies the model, e.g. ('upsampler', folder)
-                 load): # a function that loads it
-    "The object `load()` returned the first time `key` was asked for: models stay loaded between calls."
-    if key not in _MODELS: _MODELS[key] = load()
-    return _MODELS[key]
-
-def release_models(free: bool=True): # also collect garbage and empty CUDA's cache (slow-ish: ~0.3 s)
-    "Forget every cached guardrail and prompt-upsampler model and return their memory."
-    _MODELS.clear()
-    if free: free_memory()
-
 @dataclass
 class TextGuardrail:
     "Upstream's text guardrail: the blocklist, then LlamaGuard-7b + Aegis; a missing one is None and listed in `missing`."
@@ -596,9 +558,9 @@ def check_prompt(prompt: str|None, # the (upsampled) prompt
     if not safe: print(f'guardrail: the prompt is blocked ({why})')
     return safe
 
-def check_video(video: torch.Tensor, # uint8 T×3×H×W
-                checkpoint_dir: str|Path, offload: bool=False) -> torch.Tensor|None:
-    "The video guardrail as the pipeline runs it: the video with faces pixelated, or None (printed with its reason)."
+def check_video_safety(video: torch.Tensor, # uint8 T×3×H×W
+                       checkpoint_dir: str|Path, offload: bool=False) -> torch.Tensor|None:
+    "The video guardrail as the pipeline runs it (content filter, then face pixelation): the video with faces pixelated, or None (printed with its reason)."
     g = cached_model(('video guardrail', str(Path(checkpoint_dir).resolve())), lambda: load_video_guardrail(checkpoint_dir))
     _warn_missing('video guardrail', g.missing)
     out, why = g(video, offload=offload)

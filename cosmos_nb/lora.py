@@ -18,6 +18,7 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 
 from .config import atomic_torch_save, load_torch_file
+from .runtime import is_main_process
 from .dit import VideoExtendDiT, DiTLoadReport, load_dit_checkpoint, dit_state_dict_for_upstream
 from .experiments import LoRAConfig
 
@@ -135,9 +136,6 @@ def lora_state_dict(model: nn.Module, # the DiT (or a module holding it at `.net
     return sd
 
 
-def _is_rank0(): return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
 def save_lora_adapter(model: nn.Module, # the DiT (or a module holding it at `.net`) with adapters; may be FSDP2-sharded
                       path: str | Path, # the file to write (atomically; rank 0 only)
                      ) -> Path:
@@ -145,7 +143,7 @@ def save_lora_adapter(model: nn.Module, # the DiT (or a module holding it at `.n
     sd, c = lora_state_dict(model), model_lora_config(model)  # gathering is collective: all ranks
     meta = dict(format="cosmos-nb-lora-adapter", version=1, rank=c.rank, scale=c.scale, first_nblocks=c.first_nblocks,
                 num_params=sum(v.numel() for v in sd.values()))
-    if _is_rank0(): atomic_torch_save({"lora": sd, "metadata": meta}, path)
+    if is_main_process(): atomic_torch_save({"lora": sd, "metadata": meta}, path)
     return Path(path)
 
 # %% ../nbs/09_lora.ipynb #877985b4

@@ -14,7 +14,7 @@ from .download import HubError, hub_snapshot
 from .experiments import ExperimentConfig, get_experiment, list_experiments
 from .checkpoint import EMA_MODEL, MODEL, REG_MODEL, find_resume_checkpoint, list_checkpoints, load_file, read_checkpoint
 from .lora import read_lora_checkpoint
-from .video2world import DIT_DIR, dit_preset, post_trained_dir, write_model_config
+from .layout import DIT_DIR, dit_preset, post_trained_dir, write_model_config
 
 # %% auto #0
 __all__ = ['MD5_CHECKSUMS', 'MODEL_SIZES', 'MODEL_TYPES', 'DIT_PATTERNS', 'GUARDRAIL_PATTERN', 'TOKENIZER_REPO', 'T5_REPO',

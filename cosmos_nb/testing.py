@@ -15,9 +15,10 @@ from .t5 import T5_MODEL, make_tiny_t5
 from .tokenizer import TokenizerConfig, CausalVideoTokenizer, LatentNormalizer, save_state_dict
 from .dit import DiTConfig, VideoExtendDiT, dit_state_dict_for_upstream
 from .diffusion import logvar_head
-from .video2world import DIT_DIR, TOKENIZER_DIR, write_model_config
+from .layout import DIT_DIR, TOKENIZER_DIR, write_model_config
+from .runtime import quiet_transformers
 from .guardrail import (AEGIS_ADAPTER_REPO, GUARDRAIL_REPO, LLAMAGUARD_REPO, SIGLIP_REPO, VIDEO_SAFETY_CLASSES,
-                                 GuardrailFiles, SafetyClassifier, find_guardrail_files, quiet_transformers)
+                                 GuardrailFiles, SafetyClassifier, find_guardrail_files)
 
 # %% auto #0
 __all__ = ['make_tiny_checkpoints', 'word_tokenizer', 'script_language_model', 'make_tiny_llamaguard', 'make_tiny_guardrail',

@@ -20,10 +20,10 @@ __all__ = ['TokenizerConfig', 'to_frames', 'from_frames', 'causal_pad', 'spatial
            'factorized_conv', 'frame_norm', 'CausalNormalize', 'CausalResnetBlockFactorized3d', 'single_head_attention',
            'CausalAttnBlock', 'CausalTemporalAttnBlock', 'MidBlock', 'block_mean', 'repeat_frames', 'repeat_pixels',
            'CausalHybridDownsample3d', 'CausalHybridUpsample3d', 'haar_signs', 'haar_gain', 'Patcher3D', 'UnPatcher3D',
-           'ResLevel', 'EncoderFactorized', 'DecoderFactorized', 'check_video', 'check_latent', 'CausalVideoTokenizer',
-           'ShapeTable', 'shape_table', 'TokenizerLoadError', 'LatentNormalizer', 'NormalizedTokenizer',
-           'read_state_dict', 'compare_state_dict', 'load_tokenizer', 'save_state_dict', 'WaveletTokenizer',
-           'make_tokenizer']
+           'ResLevel', 'EncoderFactorized', 'DecoderFactorized', 'check_video_shape', 'check_latent',
+           'CausalVideoTokenizer', 'ShapeTable', 'shape_table', 'TokenizerLoadError', 'LatentNormalizer',
+           'NormalizedTokenizer', 'read_state_dict', 'compare_state_dict', 'load_tokenizer', 'save_state_dict',
+           'WaveletTokenizer', 'make_tokenizer']
 
 # %% ../nbs/05_tokenizer.ipynb #45e13daa
 @dataclass
@@ -479,7 +479,7 @@ def _valid_lengths(T: int, s: int) -> str:
     lo = 1 + max(T - 1, 0) // s * s
     return f'trim to {lo} or pad to {lo + s} frames by repeating the last frame' if lo < T else f'pad to {lo} frames'
 
-def check_video(video, # what `encode` was given
+def check_video_shape(video, # what `encode` was given
                 in_channels: int=3, temporal_compression: int=8, spatial_compression: int=8,
                 chunk_frames: int|None=None): # clips longer than this must be a whole number of chunks
     "Raise a clear error unless `video` is a float B×C×T×H×W tensor the tokenizer can encode."
@@ -570,7 +570,7 @@ class CausalVideoTokenizer(nn.Module):
               ) -> torch.Tensor: # B×16×T'×H/8×W/8 raw latent, in video's dtype
         "Pixels → raw latent; clips longer than `config.chunk_frames` go as independent chunks, as in Predict1."
         c = self.config
-        check_video(video, c.in_channels, c.temporal_compression, c.spatial_compression, c.chunk_frames)
+        check_video_shape(video, c.in_channels, c.temporal_compression, c.spatial_compression, c.chunk_frames)
         return self._in_chunks(lambda x: self.quant_conv(self.encoder(x)), video, c.chunk_frames, c.max_enc_batch, autocast)
 
     def decode(self, latent: torch.Tensor, # B×16×T'×H'×W' raw latent
@@ -827,7 +827,7 @@ class WaveletTokenizer(nn.Module):
                autocast=None) -> torch.Tensor: # B×3p³×(1+k)×H/p×W/p in video's dtype
         "Pixels → Haar coefficients (band 0 = block means)."
         p = self.temporal_compression
-        check_video(video, self.in_channels, p, p)
+        check_video_shape(video, self.in_channels, p, p)
         return self.patcher3d(video).contiguous()
 
     def decode(self, latent: torch.Tensor, autocast=None) -> torch.Tensor:

@@ -26,6 +26,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_dict
+from .runtime import as_dtype, is_main_process
 from .data import T5_MAX_LENGTH, BadItemError, DatasetLayout, GoodItems, T5PickleError, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
@@ -89,7 +90,7 @@ class PowerEMA:
 
     def full_state_dict(self) -> dict:
         "Parameter name → full fp32 tensor on rank 0's CPU (other ranks get {}); a collective under FSDP2."
-        rank0 = not dist.is_initialized() or dist.get_rank() == 0
+        rank0 = is_main_process()
         out = {}
         for n, s in zip(self.names, self.shadow):
             t = s.full_tensor() if isinstance(s, DTensor) else s
@@ -298,7 +299,6 @@ def resolve_experiment(experiment: str|ExperimentConfig, overrides=()) -> Experi
     if isinstance(experiment, ExperimentConfig): return apply_overrides(experiment, list(overrides))
     return get_experiment(experiment, list(overrides))
 
-def _dtype(name: str) -> torch.dtype: return getattr(torch, name)
 
 def _cached_window(path: Path, key: tuple[str, int]) -> bool:
     "Whether `path` is a finished cache file of window `key` = (stem, first frame); a file of another window (the dataset changed) is removed."
@@ -323,7 +323,7 @@ def cache_latents(experiment: str|ExperimentConfig, # experiment whose data and 
         todo = [i for i in range(env.rank, len(ds), env.world_size) if not _cached_window(out/f'{i:08d}.pt', ds.locate(i))]
         windows = GoodItems(ds, todo, batch_size, d.num_workers)               # bad windows: skipped with a warning, never replaced
         for indices, batch in tqdm(windows, desc=f'caching latents in {out}', disable=not env.is_main):
-            x0 = enc.encode(batch['video'].to(env.device)).to(_dtype(t.dtype))         # B, C, T, H, W
+            x0 = enc.encode(batch['video'].to(env.device)).to(as_dtype(t.dtype))         # B, C, T, H, W
             for b, i in enumerate(indices):
                 stem, start = ds.locate(i)
                 name = batch['video_name']

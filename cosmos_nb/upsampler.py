@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 from .video import INFERENCE_DIVISOR, read_video, video_info
-from .video2world import CheckpointLoadError, FeatureNotAvailableWarning, on_device
-from .guardrail import cached_model, default_device, find_hf_folder, quiet_transformers
+from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, cached_model, default_device, find_hf_folder,
+                               on_device, quiet_transformers)
 
 # %% auto #0
 __all__ = ['PIXTRAL_REPO', 'UPSAMPLER_DIR', 'UPSAMPLER_INSTRUCTION', 'MAX_IMAGE_SIDE', 'MAX_NEW_TOKENS', 'upsampler_image',

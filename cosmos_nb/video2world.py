@@ -16,6 +16,9 @@ import torch.nn as nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .config import atomic_write, atomic_torch_save, config_to_dict, load_settings
+from .runtime import CheckpointLoadError, FeatureNotAvailableWarning, as_dtype, free_memory, is_main_process, on_device
+from .layout import (DIT_DIR, TOKENIZER_DIR, POST_TRAINED, POST_TRAINED_LORA, MODEL_CONFIG_FILE, post_trained_dir,
+                              dit_preset, read_model_config, write_model_config)
 from .video import VideoError, read_video, video_info, resize_video, to_unit, write_video, contact_sheet, INFERENCE_DIVISOR
 from .data import pad_t5_embedding
 from .download import HubError
@@ -29,19 +32,13 @@ from .experiments import LoRAConfig
 from .lora import read_lora_checkpoint, load_lora_checkpoint, load_lora_adapter, lora_layers, merge_lora
 
 # %% auto #0
-__all__ = ['DIT_DIR', 'TOKENIZER_DIR', 'POST_TRAINED', 'POST_TRAINED_LORA', 'MODEL_CONFIG_FILE', 'DEFAULT_NEGATIVE_PROMPT',
-           'MAX_VIDEO_FRAMES', 'SIZE_MULTIPLE', 'post_trained_dir', 'dit_preset', 'write_model_config',
-           'read_model_config', 'MissingCheckpointError', 'CheckpointLoadError', 'ModelFiles', 'find_model_files',
-           'Video2WorldInputError', 'load_conditioning_frames', 'Video2WorldJob', 'read_batch_file', 'check_request',
-           'FeatureNotAvailableWarning', 'prompt_upsampler_available', 'upsample_prompt', 'guardrail_text',
-           'guardrail_video', 'load_video2world_dit', 'free_memory', 'on_device', 'OffloadingTokenizer',
-           'GeneratedVideo', 'Video2WorldPipeline', 'video2world_parser', 'video2world_main']
+__all__ = ['DEFAULT_NEGATIVE_PROMPT', 'MAX_VIDEO_FRAMES', 'SIZE_MULTIPLE', 'MissingCheckpointError', 'ModelFiles',
+           'find_model_files', 'Video2WorldInputError', 'load_conditioning_frames', 'Video2WorldJob', 'read_batch_file',
+           'check_request', 'prompt_upsampler_available', 'upsample_prompt', 'guardrail_text', 'guardrail_video',
+           'load_video2world_dit', 'OffloadingTokenizer', 'GeneratedVideo', 'Video2WorldPipeline', 'video2world_parser',
+           'video2world_main']
 
 # %% ../nbs/13_video2world.ipynb #1a2e7624
-DIT_DIR = 'Cosmos-Predict1-7B-Video2World'         # the released 7B Video2World DiT
-TOKENIZER_DIR = 'Cosmos-Tokenize1-CV8x8x8-720p'
-POST_TRAINED, POST_TRAINED_LORA = '_post-trained', '_post-trained-lora'
-MODEL_CONFIG_FILE = 'config.json'
 DEFAULT_NEGATIVE_PROMPT = (
     'The video captures a series of frames showing ugly scenes, static with no motion, motion blur, over-saturation, shaky '
     'footage, low resolution, grainy texture, pixelated images, poorly lit areas, underexposed and overexposed scenes, poor color '
@@ -49,45 +46,9 @@ DEFAULT_NEGATIVE_PROMPT = (
     'transitions, outdated special effects, fake elements, unconvincing visuals, poorly edited content, jump cuts, visual noise, '
     'and flickering. Overall, the video is of poor quality.')
 
-def post_trained_dir(base: str=DIT_DIR, # the base model's folder name
-                     lora: bool=False) -> str:
-    "Folder name of a post-trained model: `Cosmos-Predict1-7B-Video2World_post-trained[-lora]`."
-    return base + (POST_TRAINED_LORA if lora else POST_TRAINED)
-
-# %% ../nbs/13_video2world.ipynb #c109b448
-_RUNTIME_FIELDS = ('activation_checkpointing', 'attn_impl', 'sdpa_backends')   # how to run, not what the network is
-
-def dit_preset(name: str) -> DiTConfig: # a folder name such as 'Cosmos-Predict1-14B-Video2World_post-trained'
-    "The released network a folder name stands for: 14B if it says so, else 7B."
-    return DiTConfig.predict1_14b_video2world() if '14B' in name else DiTConfig.predict1_7b_video2world()
-
-def write_model_config(folder: str|Path, # the folder of a model.pt
-                       net: DiTConfig, # the network the weights belong to
-                       lora: LoRAConfig|None=None, # LoRA settings, when the weights include adapters
-                       **info) -> Path: # anything else worth keeping (e.g. the run it came from)
-    "Write `config.json`: the `DiTConfig` (and LoRA settings) that `model.pt` in the same folder needs."
-    d = dict(format='cosmos-nb', net={k: v for k, v in config_to_dict(net).items() if k not in _RUNTIME_FIELDS}, **info)
-    if lora is not None and lora.enabled: d['lora'] = asdict(lora)
-    path = Path(folder)/MODEL_CONFIG_FILE
-    with atomic_write(path, 'w') as f: json.dump(d, f, indent=1)
-    return path
-
-def read_model_config(folder: str|Path) -> DiTConfig: # the folder of a model.pt
-    "The `DiTConfig` of the weights in `folder`: from our `config.json`, else the preset its name implies."
-    folder = Path(folder)
-    try: d = json.loads((folder/MODEL_CONFIG_FILE).read_text())
-    except (OSError, ValueError): d = {}
-    if not (isinstance(d, dict) and d.get('format') == 'cosmos-nb' and isinstance(d.get('net'), dict)): return dit_preset(folder.name)
-    try: return DiTConfig(**d['net'])
-    except (TypeError, ValueError) as e:
-        raise ValueError(f'{folder/MODEL_CONFIG_FILE}: not a valid DiTConfig ({e}); delete it to use the {dit_preset(folder.name).model_channels}-wide preset') from e
-
 # %% ../nbs/13_video2world.ipynb #bed99e52
 class MissingCheckpointError(FileNotFoundError):
     "A weight file or folder that inference needs is missing; the message names it and the command that makes it."
-
-class CheckpointLoadError(ValueError):
-    "A weight file exists but does not fit the network it should load into; the message names the file and the keys."
 
 def _download_hint(checkpoint_dir, dit_dir: str) -> str:
     size = '14B' if '14B' in dit_dir else '7B'
@@ -222,12 +183,9 @@ def check_request(jobs: list[Video2WorldJob], # what to generate
     if errs: raise Video2WorldInputError('; '.join(errs) if len(errs) == 1 else 'the request has problems:\n  ' + '\n  '.join(errs))
 
 # %% ../nbs/13_video2world.ipynb #960b77a5
-class FeatureNotAvailableWarning(UserWarning):
-    "An optional upstream stage (prompt upsampler, guardrail) is on, but a model it needs is missing: that part is skipped."
-
 def prompt_upsampler_available(checkpoint_dir: str|Path, upsampler_dir: str='Pixtral-12B') -> bool:
     "Whether `upsample_prompt` can write a prompt (then `--prompt` is optional, as upstream): a Pixtral is under `checkpoint_dir`."
-    from cosmos_nb.upsampler import find_prompt_upsampler          # imported when used: the upsampler builds on this module
+    from cosmos_nb.upsampler import find_prompt_upsampler          # imported when used: loading transformers is slow
     return find_prompt_upsampler(checkpoint_dir, upsampler_dir) is not None
 
 def upsample_prompt(prompt: str|None, # the user's prompt
@@ -249,9 +207,9 @@ def guardrail_text(prompt: str, checkpoint_dir: str|Path, offload: bool=False) -
 
 def guardrail_video(video: torch.Tensor, # uint8 T×3×H×W
                     checkpoint_dir: str|Path, offload: bool=False) -> torch.Tensor|None:
-    "Hook: the video with faces pixelated, or None when the content filter blocks it (`cosmos_nb.guardrail.check_video`)."
-    from cosmos_nb.guardrail import check_video
-    return check_video(video, checkpoint_dir, offload)
+    "Hook: the video with faces pixelated, or None when the content filter blocks it (`cosmos_nb.guardrail.check_video_safety`)."
+    from cosmos_nb.guardrail import check_video_safety
+    return check_video_safety(video, checkpoint_dir, offload)
 
 # %% ../nbs/13_video2world.ipynb #6dbb0905
 def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or base+LoRA
@@ -280,22 +238,6 @@ def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or 
     return net.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 # %% ../nbs/13_video2world.ipynb #083c7ec8
-def free_memory():
-    "Return freed GPU memory to the driver (after deleting or moving a model)."
-    gc.collect()
-    if torch.cuda.is_available(): torch.cuda.empty_cache()
-
-@contextmanager
-def on_device(module: nn.Module, # the model to place
-              device, # where it works
-              offload: bool=False): # move it back to the CPU afterwards
-    "Keep `module` on `device` inside the block; with `offload`, move it to the CPU when the block ends."
-    module.to(device)
-    try: yield module
-    finally:
-        if offload and torch.device(device).type != 'cpu':
-            module.to('cpu'); free_memory()
-
 class OffloadingTokenizer(NormalizedTokenizer):
     "A `NormalizedTokenizer` that computes on `device` and, with `offload`, waits on the CPU in between; `before_decode` runs first in `decode`."
     def __init__(self, tokenizer: nn.Module, # e.g. `load_tokenizer(folder)`, with the `normalizer` of its mean_std.pt
@@ -333,8 +275,6 @@ class GeneratedVideo:
     def __repr__(self): return f'GeneratedVideo({self.name!r}: {tuple(self.video.shape)} at {self.fps} fps, prompt {self.prompt[:60]!r})'
 
 # %% ../nbs/13_video2world.ipynb #4f57091c
-def _dtype(d): return getattr(torch, d) if isinstance(d, str) else d
-
 class Video2WorldPipeline:
     "Upstream's Video2World inference as an object: finds the weights now, loads each model when first needed, generates videos."
     def __init__(self, checkpoint_dir: str|Path|None=None, # upstream's checkpoints/ folder (default: settings.ini's)
@@ -356,7 +296,7 @@ class Video2WorldPipeline:
             raise Video2WorldInputError('--device cuda: no CUDA GPU is visible here; use --device cpu (slow) or run on a GPU machine')
         if fp8 and (why := fp8_unsupported(self.device)): raise Video2WorldInputError(f'--fp8: {why}: leave --fp8 out')   # before any model loads
         self.fp8, self.compile = fp8, compile
-        self.dtype, self.diffusion_config, self.progress = _dtype(dtype), diffusion or DiffusionConfig(), progress
+        self.dtype, self.diffusion_config, self.progress = as_dtype(dtype), diffusion or DiffusionConfig(), progress
         self.offload_dit, self.offload_tokenizer, self.offload_t5 = offload_diffusion_transformer, offload_tokenizer, offload_text_encoder_model
         self.use_upsampler, self.upsampler_dir, self.offload_upsampler = not disable_prompt_upsampler, prompt_upsampler_dir, offload_prompt_upsampler
         self.use_guardrail, self.offload_guardrail = not disable_guardrail, offload_guardrail_models
@@ -540,8 +480,6 @@ def video2world_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/13_video2world.ipynb #f36deecc
-def _is_rank0() -> bool: return int(os.environ.get('RANK', '0')) == 0
-
 def video2world_main(argv: list[str]|None=None): # command-line arguments (default: sys.argv[1:])
     "Entry point of `cosmos-nb video2world` / `python -m cosmos_nb.video2world`; returns the mp4 paths written."
     a = video2world_parser().parse_args(argv)
@@ -566,7 +504,7 @@ def video2world_main(argv: list[str]|None=None): # command-line arguments (defau
                                       a.guidance, a.num_steps, a.seed, a.fps)
     except (Video2WorldInputError, MissingCheckpointError, CheckpointLoadError, VideoError, TokenizerLoadError, T5LoadError, HubError) as e:
         raise SystemExit(f'error: {e}') from e
-    if not _is_rank0(): return []                  # every rank computed the same video; rank 0 writes it
+    if not is_main_process(): return []                  # every rank computed the same video; rank 0 writes it
     saved = [r.save(a.video_save_folder) for r in results if r is not None]
     for p in saved: print(f'saved {p} (+ {p.with_suffix(".txt").name})')
     return saved

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from cosmos_nb.video2world import DIT_DIR, TOKENIZER_DIR
+from cosmos_nb.layout import DIT_DIR, TOKENIZER_DIR
 from cosmos_nb.testing import make_tiny_checkpoints
 from test_video_errors import CUDA_WHEEL, fake_torchcodec   # the broken-torchcodec stand-in, shared
 

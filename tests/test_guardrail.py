@@ -13,11 +13,12 @@ import cosmos_nb.video2world as v2w
 from cosmos_nb.download import HubError
 from cosmos_nb.guardrail import (AEGIS_ADAPTER_REPO, AEGIS_CATEGORIES, GUARDRAIL_REPO, LLAMAGUARD_REPO, LLAMAGUARD_REVISION,
                                  SIGLIP_REPO, Blocklist, ContentFilter, FaceDetector, GuardrailDependencyError, GuardrailLoadError,
-                                 LlamaGuard, SafetyClassifier, TextGuardrail, aegis_prompt, blur_faces, check_prompt, check_video,
+                                 LlamaGuard, SafetyClassifier, TextGuardrail, aegis_prompt, blur_faces, check_prompt, check_video_safety,
                                  fetch_guardrail_model, find_guardrail_files, import_cv2, load_text_guardrail,
-                                 parse_aegis, pixelate, release_models)
+                                 parse_aegis, pixelate)
+from cosmos_nb.runtime import FeatureNotAvailableWarning, release_models
 from cosmos_nb.video import read_video
-from cosmos_nb.video2world import FeatureNotAvailableWarning, video2world_main
+from cosmos_nb.video2world import video2world_main
 from cosmos_nb.testing import make_tiny_checkpoints, make_tiny_guardrail, make_tiny_llamaguard
 from hub_mock import GatedRepoHub
 
@@ -245,7 +246,7 @@ def test_missing_models_warn_once_each_and_faces_are_still_pixelated(tmp_path, h
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
         assert check_prompt('a cube', tmp_path)
-        out = check_video(clip, tmp_path)
+        out = check_video_safety(clip, tmp_path)
     msgs = [str(x.message) for x in w]
     assert all(x.category is FeatureNotAvailableWarning for x in w) and len(msgs) == 5
     assert sum(m.startswith('text guardrail: ') for m in msgs) == 3 and sum(m.startswith('video guardrail: the content filter') for m in msgs) == 2

@@ -15,7 +15,7 @@ os.environ.setdefault('HF_HUB_OFFLINE', '1')
 from cosmos_nb.tokenizer import (CausalVideoTokenizer, TokenizerConfig, LatentNormalizer, NormalizedTokenizer,
                                  WaveletTokenizer, TokenizerLoadError, load_tokenizer, save_state_dict, read_state_dict,
                                  make_tokenizer, shape_table, Patcher3D, UnPatcher3D, CausalAttnBlock, MidBlock,
-                                 CausalHybridDownsample3d, CausalHybridUpsample3d, check_video)
+                                 CausalHybridDownsample3d, CausalHybridUpsample3d, check_video_shape)
 
 TABLE = Path(__file__).with_name('tokenizer_cv8x8x8_state_dict.tsv')
 
@@ -374,8 +374,8 @@ def test_bad_latent(tiny):
     with pytest.raises(ValueError, match='B×16×T×H×W'): tiny.decode(z[:, :8])
     with pytest.raises(ValueError, match='B×16×T×H×W'): tiny.decode(z[0])
     with pytest.raises(TypeError, match='floating'): tiny.decode(z.long())
-    with pytest.raises(ValueError, match='more than one 121-frame chunk'): check_video(torch.zeros(1, 3, 129, 8, 8), chunk_frames=121)
-    check_video(torch.zeros(1, 3, 242, 8, 8), chunk_frames=121)             # two chunks of 121: fine
+    with pytest.raises(ValueError, match='more than one 121-frame chunk'): check_video_shape(torch.zeros(1, 3, 129, 8, 8), chunk_frames=121)
+    check_video_shape(torch.zeros(1, 3, 242, 8, 8), chunk_frames=121)             # two chunks of 121: fine
 
 # ---------------------------------------------------------------------------------------------------------- loading
 class _AEPosterior(nn.Module):

@@ -8,12 +8,12 @@ from huggingface_hub import constants
 from PIL import Image
 
 import cosmos_nb.upsampler as ups
-from cosmos_nb.guardrail import release_models
+from cosmos_nb.runtime import FeatureNotAvailableWarning, release_models
 from cosmos_nb.upsampler import (PIXTRAL_REPO, UPSAMPLER_INSTRUCTION, PixtralInputs, PromptUpsampler, UpsamplerLoadError,
                                  find_prompt_upsampler, load_pixtral_processor, upsample_prompt,
                                  upsampler_image, upsampler_missing)
 from cosmos_nb.video import INFERENCE_DIVISOR, read_video, to_unit
-from cosmos_nb.video2world import FeatureNotAvailableWarning, video2world_main
+from cosmos_nb.video2world import video2world_main
 from cosmos_nb.testing import make_tiny_checkpoints, make_tiny_guardrail, make_tiny_prompt_upsampler
 
 SAYS = 'a car drives along an empty motorway under cloudy skies'

@@ -21,9 +21,9 @@ from cosmos_nb.pretrained import (GUARDRAIL_REPOS, MD5_CHECKSUMS, T5_REPO, TOKEN
                                   export_checkpoint, export_checkpoint_main, repo_is_complete)
 from cosmos_nb.train import PowerEMA
 from cosmos_nb.video import video_info
-from cosmos_nb.video2world import (DIT_DIR, TOKENIZER_DIR, CheckpointLoadError, FeatureNotAvailableWarning, MissingCheckpointError,
-                                   Video2WorldPipeline, find_model_files,
-                                   load_video2world_dit, post_trained_dir, read_model_config,
+from cosmos_nb.layout import DIT_DIR, TOKENIZER_DIR, post_trained_dir, read_model_config, write_model_config
+from cosmos_nb.runtime import CheckpointLoadError, FeatureNotAvailableWarning
+from cosmos_nb.video2world import (MissingCheckpointError, Video2WorldPipeline, find_model_files, load_video2world_dit,
                                    video2world_main, video2world_parser)
 from cosmos_nb.testing import make_tiny_checkpoints
 from hub_mock import GatedRepoHub, MockHub   # the loopback stand-in for the Hub
@@ -278,7 +278,7 @@ def test_t5_width_mismatch_is_explained(ck_copy, example_media):
     cfg = read_model_config(ck_copy / DIT_DIR)
     net = VideoExtendDiT(replace(cfg, crossattn_emb_channels=48))
     torch.save(dit_state_dict_for_upstream(net), ck_copy / DIT_DIR / 'model.pt')
-    v2w.write_model_config(ck_copy / DIT_DIR, net.config)
+    write_model_config(ck_copy / DIT_DIR, net.config)
     pipe = Video2WorldPipeline(ck_copy, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
     with pytest.raises(CheckpointLoadError, match='32-wide embeddings, but the DiT .* expects 48'):
         pipe.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
@@ -288,7 +288,7 @@ def test_checkpoint_without_extra_pos_emb_runs_without_it(ck, tmp_path):
     sd = torch.load(ck / DIT_DIR / 'model.pt', weights_only=True)
     sd = {k: v for k, v in sd.items() if not k.startswith('net.extra_pos_embedder.')}   # upstream's LoRA recipe drops them
     (tmp_path / 'm').mkdir(); torch.save(sd, tmp_path / 'm' / 'model.pt')
-    v2w.write_model_config(tmp_path / 'm', read_model_config(ck / DIT_DIR))
+    write_model_config(tmp_path / 'm', read_model_config(ck / DIT_DIR))
     net = load_video2world_dit(tmp_path / 'm' / 'model.pt', dtype=torch.float32, verbose=False)
     assert not net.config.extra_per_block_abs_pos_emb and not hasattr(net, 'extra_pos_embedder')
 
