@@ -27,25 +27,26 @@ from tqdm.auto import tqdm
 
 from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_dict
 from .runtime import as_dtype, is_main_process
-from .data import T5_MAX_LENGTH, BadItemError, DatasetLayout, GoodItems, T5PickleError, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler, pad_t5_embedding
+from .data import BadItemError, DatasetLayout, GoodItems, T5PickleError, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
 from .fp8 import convert_to_fp8, fp8_buffer_names, fp8_unsupported
 from .experiments import ExperimentConfig, UnknownExperimentError, experiments_overview, get_experiment, unknown_experiment_message
 from .tokenizer import TokenizerLoadError, _weight_files, make_tokenizer
 from .video import read_video, write_video
+from .latent_cache import CACHE_FORMAT, LatentCacheDataset, _cache_signature, _cached_window
 from .checkpoint import (LATEST_FILE, CheckpointInfo, find_resume_checkpoint, list_checkpoints, load_file,
                                   load_full_model_state_dict, load_training_checkpoint, parse_checkpoint_name, read_checkpoint,
                                   remove_partial_files, save_training_checkpoint)
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'LOGGERS', 'LOGGER_PACKAGES', 'UPSTREAM_CONFIG', 'TINY_CPU_TRY', 'LambdaLinear', 'make_scheduler',
-           'power_ema_gamma', 'power_ema_beta', 'PowerEMA', 'DistEnv', 'init_distributed', 'seed_everything',
-           'TrainingDiffusion', 'start_weights', 'build_model', 'build_optimizer', 'clip_gradients', 'ResumableSampler',
-           'build_dataloader', 'LatentCacheDataset', 'resolve_experiment', 'cache_latents', 'read_metrics',
-           'MetricsLog', 'JsonlLogger', 'frame_strip', 'TensorBoardLogger', 'WandbLogger', 'logger_problems',
-           'make_loggers', 'preview_items', 'write_samples', 'gradient_sync', 'PreflightError', 'preflight',
-           'NonFiniteLossError', 'Trainer', 'train', 'train_main', 'cache_latents_main']
+__all__ = ['LOGGERS', 'LOGGER_PACKAGES', 'UPSTREAM_CONFIG', 'TINY_CPU_TRY', 'LambdaLinear', 'make_scheduler', 'power_ema_gamma',
+           'power_ema_beta', 'PowerEMA', 'DistEnv', 'init_distributed', 'seed_everything', 'TrainingDiffusion',
+           'start_weights', 'build_model', 'build_optimizer', 'clip_gradients', 'ResumableSampler', 'build_dataloader',
+           'resolve_experiment', 'cache_latents', 'read_metrics', 'MetricsLog', 'JsonlLogger', 'frame_strip',
+           'TensorBoardLogger', 'WandbLogger', 'logger_problems', 'make_loggers', 'preview_items', 'write_samples',
+           'gradient_sync', 'PreflightError', 'preflight', 'NonFiniteLossError', 'Trainer', 'train', 'train_main',
+           'cache_latents_main']
 
 # %% ../nbs/11_train.ipynb #d253686c
 class LambdaLinear:
@@ -257,56 +258,12 @@ def build_dataloader(dataset: Dataset, cfg: ExperimentConfig, env: DistEnv) -> D
                          'add videos or lower data.batch_size / data.start_frame_interval')
     return loader
 
-# %% ../nbs/11_train.ipynb #bb33dd63
-CACHE_FORMAT = 'cosmos-nb-latent-cache'
-
-def _cache_signature(cfg: ExperimentConfig) -> dict:
-    "What a latent cache depends on."
-    d, t = cfg.data, cfg.tokenizer
-    return dict(num_frames=d.num_frames, video_size=list(d.video_size), sequence_interval=d.sequence_interval,
-                start_frame_interval=d.start_frame_interval, tokenizer=dict(kind=t.kind, path=t.path, dtype=t.dtype),
-                sigma_data=cfg.diffusion.sigma_data)
-
-class LatentCacheDataset(Dataset):
-    "Training samples read from a latent cache written by `cache_latents` (batch key `latent` instead of `video`)."
-    def __init__(self, cache_dir: str|Path, # the cache folder (index.json + one file per window)
-                 cfg: ExperimentConfig|None=None): # check the cache matches this experiment's data and tokenizer
-        self.dir = Path(cache_dir)
-        if not (self.dir/'index.json').is_file():
-            raise FileNotFoundError(f'{self.dir}/index.json not found: the latent cache is missing or unfinished; '
-                                    'run `cosmos-nb cache-latents --experiment NAME` (it continues where it stopped)')
-        self.index = json.loads((self.dir/'index.json').read_text())
-        if cfg is not None:
-            want, have = _cache_signature(cfg), {k: self.index.get(k) for k in _cache_signature(cfg)}
-            diff = {k: (have[k], want[k]) for k in want if have[k] != want[k]}
-            if diff: raise ValueError(f'{self.dir} was cached with other settings (cache, experiment): {diff}; '
-                                      'cache again into a new folder or fix data.latent_cache')
-        H, W = self.index['video_size']
-        self.padding_mask, self.image_size = torch.zeros(1, H, W), torch.tensor([H, W, H, W])
-        self.text_tokens = cfg.data.text_tokens if cfg is not None else T5_MAX_LENGTH
-        self.files = self.index.get('files') or [f'{i:08d}.pt' for i in range(self.index['count'])]   # version 1: every window
-
-    def __len__(self): return len(self.files)
-    def __getitem__(self, i: int) -> dict:
-        f = load_file(self.dir/self.files[i])
-        emb, mask = pad_t5_embedding(f['t5'].float().numpy(), self.text_tokens)   # padded when read: data.text_tokens
-        return dict(latent=f['latent'].float(), t5_text_embeddings=emb, t5_text_mask=mask, fps=f['fps'],
-                    padding_mask=self.padding_mask, image_size=self.image_size, num_frames=self.index['num_frames'])
-
 # %% ../nbs/11_train.ipynb #0a9b6684
 def resolve_experiment(experiment: str|ExperimentConfig, overrides=()) -> ExperimentConfig:
     "An `ExperimentConfig` from a registered name or a config object, with dotted overrides applied."
     if isinstance(experiment, ExperimentConfig): return apply_overrides(experiment, list(overrides))
     return get_experiment(experiment, list(overrides))
 
-
-def _cached_window(path: Path, key: tuple[str, int]) -> bool:
-    "Whether `path` is a finished cache file of window `key` = (stem, first frame); a file of another window (the dataset changed) is removed."
-    if not path.exists(): return False
-    try: f = load_file(path); ok = (f.get('stem'), f.get('start')) == tuple(key)
-    except ValueError: ok = False
-    if not ok: path.unlink(missing_ok=True)
-    return ok
 
 def cache_latents(experiment: str|ExperimentConfig, # experiment whose data and tokenizer to use
                   overrides=(), # dotted overrides, e.g. data.dataset_dir=...

@@ -12,10 +12,11 @@ import torch
 import ipywidgets as W
 from .video import read_video, video_info, encode_mp4, contact_sheet, resize_video, from_unit, VideoError
 from .data import DatasetLayout, t5_pickle_problem, video_fix
+from .train import read_metrics   # the trainer's reader of metrics.jsonl (a broken last line is skipped)
 
 # %% auto #0
-__all__ = ['METRIC_LABELS', 'METRIC_TITLES', 'VideoPreview', 'side_by_side', 'compare', 'ClipBrowser', 'read_metrics',
-           'plot_metrics', 'TrainingMonitor']
+__all__ = ['METRIC_LABELS', 'METRIC_TITLES', 'VideoPreview', 'side_by_side', 'compare', 'ClipBrowser', 'plot_metrics',
+           'TrainingMonitor']
 
 # %% ../nbs/14_widgets.ipynb #513f9f10
 def _preview_bytes(video: torch.Tensor, fps: float, max_width: int=480, max_frames: int=121) -> bytes:
@@ -117,16 +118,6 @@ class ClipBrowser(W.VBox):
         self.details.value = f'{video} · T5 embedding: {t5}'
 
 # %% ../nbs/14_widgets.ipynb #317d925a
-def read_metrics(path: str|Path) -> list[dict]:
-    "Rows of a metrics JSONL file; a half-written last line (the writer is still at it) is skipped."
-    path = Path(path)
-    if not path.exists(): return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try: rows.append(json.loads(line))
-        except json.JSONDecodeError: continue
-    return rows
-
 METRIC_LABELS = {'loss': 'loss', 'lr': 'learning rate', 'grad_norm': 'gradient norm', 'samples_per_sec': 'samples / s',
                  'sec_per_iter': 's / iteration', 'gpu_mem_gb': 'GPU memory (GB)'}   # y-axis labels of `plot_metrics`
 METRIC_TITLES = {'loss': 'training loss (uncertainty-weighted, can be negative)', 'lr': 'learning rate schedule',

@@ -11,6 +11,7 @@ import torch
 from cosmos_nb.data import (DatasetLayout, VideoDataset, load_t5_pickle, pad_t5_embedding, save_t5_pickle,
                             toy_text_embedding, validate_dataset, window_starts)
 from cosmos_nb.video import VideoError, read_video, resize_video, video_info, write_video
+from cosmos_nb.latent_cache import LatentCacheDataset
 
 EXPERIMENT, NUM_FRAMES, SIZE = 'video2world_tiny_full_synthetic', 17, (32, 32)   # the tiny recipe's windows
 # good clips: a distinct constant colour and frame count each, so any item's frames say which clip they came from
@@ -206,7 +207,7 @@ def test_cache_latents_skips_bad_items_and_keeps_every_pair(damaged, expected, t
     assert all('truncated.mp4' in s['why'] and 're-encode' in s['why'] for s in index['skipped'])
     cfg = get_experiment(EXPERIMENT, over)
     enc = Video2WorldDiffusion(torch.nn.Identity(), make_tokenizer('tiny'), cfg.diffusion)
-    cached = T.LatentCacheDataset(cache, cfg)
+    cached = LatentCacheDataset(cache, cfg)
     assert len(cached) == len(expected['keep'])
     for k, (stem, start) in enumerate(expected['keep']):
         f = load_file(cache/index['files'][k])

@@ -13,6 +13,7 @@ from cosmos_nb.data import VideoDataset, make_synthetic_dataset
 from cosmos_nb.diffusion import Video2WorldDiffusion
 from cosmos_nb.dit import VideoExtendDiT, dit_state_dict_for_upstream, load_dit_checkpoint
 from cosmos_nb.experiments import get_experiment
+from cosmos_nb.latent_cache import LatentCacheDataset
 from cosmos_nb.tokenizer import make_tokenizer
 from cosmos_nb import train as T
 from conftest import ROOT
@@ -273,7 +274,7 @@ def test_cached_latents_equal_the_online_encoding_and_train(world, tmp_path, mon
     assert index['count'] == 4 and index['latent_shape'] == [16, 3, 4, 4] and len(list(cache.glob('0*.pt'))) == 4
     cfg = get_experiment(TINY['full'], cfg_over)
     enc = Video2WorldDiffusion(torch.nn.Identity(), make_tokenizer('tiny'), cfg.diffusion)
-    ds, cached = VideoDataset(world/'shapes', 1, 17, (32, 32)), T.LatentCacheDataset(cache, cfg)
+    ds, cached = VideoDataset(world/'shapes', 1, 17, (32, 32)), LatentCacheDataset(cache, cfg)
     for i in range(len(ds)):
         assert torch.equal(cached[i]['latent'], enc.encode(ds[i]['video'][None])[0])
         assert torch.equal(cached[i]['t5_text_embeddings'], ds[i]['t5_text_embeddings'])
@@ -282,7 +283,7 @@ def test_cached_latents_equal_the_online_encoding_and_train(world, tmp_path, mon
     with pytest.raises(ValueError, match='cached with other settings'):
         T.train(TINY['full'], cfg_over + [f'data.latent_cache={cache}', 'data.video_size=(64,64)', 'job.name=other'])
     (cache/'index.json').unlink()
-    with pytest.raises(FileNotFoundError, match='cache-latents'): T.LatentCacheDataset(cache)
+    with pytest.raises(FileNotFoundError, match='cache-latents'): LatentCacheDataset(cache)
 
 
 def test_previews_under_fsdp2(world, tmp_path, monkeypatch, one_thread):
