@@ -29,7 +29,7 @@ def post_trained_dir(base: str=DIT_DIR, # the base model's folder name
     return base + (POST_TRAINED_LORA if lora else POST_TRAINED)
 
 # %% ../nbs/01b_layout.ipynb #11ecffa2
-_RUNTIME_FIELDS = ('activation_checkpointing', 'attn_impl', 'sdpa_backends')   # how to run, not what the network is
+_RUNTIME_FIELDS = ('activation_checkpointing', 'checkpoint_policy', 'attn_impl', 'sdpa_backends')   # how to run, not what the network is
 
 def dit_preset(name: str) -> DiTConfig: # a folder name such as 'Cosmos-Predict1-14B-Video2World_post-trained'
     "The released network a folder name stands for: 14B if it says so, else 7B."
