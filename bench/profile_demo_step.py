@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.demo import DEMO_SIZES, _base_data, _base_overrides, _env
-from cosmos_nb.train import Trainer, get_experiment, init_distributed
+from cosmos_nb.runtime import init_distributed
+from cosmos_nb.train import Trainer, get_experiment
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument('--size', default='small'); p.add_argument('--device', default='cuda')

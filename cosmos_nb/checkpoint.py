@@ -18,7 +18,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      set_model_state_dict, set_optimizer_state_dict)
 
 from .config import atomic_write, atomic_torch_save, load_torch_file
-from .runtime import is_main_process
+from .runtime import is_main_process, process_count, process_rank
 
 # %% auto #0
 __all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'checkpoint_name', 'parse_checkpoint_name',
@@ -71,7 +71,6 @@ def set_rng_state(state: dict): # as returned by `rng_state`
 
 # %% ../nbs/10_checkpoint.ipynb #130cee4c
 def _dist_on() -> bool: return dist.is_available() and dist.is_initialized()
-def _rank() -> int: return dist.get_rank() if _dist_on() else 0
 
 def gather_rng_states() -> list[dict]:
     "Every rank's `rng_state()`, in rank order (a collective when torch.distributed is initialised)."
@@ -271,7 +270,7 @@ def load_training_checkpoint(ckpt: CheckpointInfo, # from `find_resume_checkpoin
         else: ema.load_full_state_dict(ema_sd)
     rng = ckpt.state.get('rng') or []
     if restore_rng:
-        if len(rng) == (dist.get_world_size() if _dist_on() else 1): set_rng_state(rng[_rank()])
+        if len(rng) == process_count(): set_rng_state(rng[process_rank()])
         else: warnings.warn(f'checkpoint {ckpt.iteration} was written by {len(rng)} ranks, this job has '
-                            f'{dist.get_world_size() if _dist_on() else 1}: random generators are reseeded, not restored')
+                            f'{process_count()}: random generators are reseeded, not restored')
     return ckpt.state

@@ -19,7 +19,8 @@ from .data import (make_synthetic_dataset, DatasetLayout, load_t5_pickle, pad_t5
                             BACKGROUNDS, MOTIONS)
 from .t5 import make_tiny_t5, load_t5, embed_dataset, encode_prompts
 from .experiments import get_experiment
-from .train import Trainer, init_distributed, read_metrics
+from .runtime import init_distributed
+from .train import Trainer, read_metrics
 from .lora import lora_layers
 from .checkpoint import LATEST_FILE
 from .widgets import side_by_side, plot_metrics

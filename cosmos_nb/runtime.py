@@ -6,8 +6,10 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/runtime.html.md"""
 
 # %% ../nbs/01a_runtime.ipynb #9da8143b
 from __future__ import annotations
-import gc
+import gc, os, sys
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 import torch
 import torch.distributed as dist
@@ -15,7 +17,8 @@ import torch.nn as nn
 
 # %% auto #0
 __all__ = ['CheckpointLoadError', 'FeatureNotAvailableWarning', 'free_memory', 'on_device', 'cached_model', 'release_models',
-           'default_device', 'quiet_transformers', 'find_hf_folder', 'as_dtype', 'is_main_process']
+           'default_device', 'quiet_transformers', 'find_hf_folder', 'as_dtype', 'process_rank', 'process_count',
+           'is_main_process', 'exit_with', 'DistEnv', 'init_distributed']
 
 # %% ../nbs/01a_runtime.ipynb #b15cad08
 class CheckpointLoadError(ValueError):
@@ -88,6 +91,59 @@ def as_dtype(d: str|torch.dtype) -> torch.dtype: # 'bfloat16', 'float32', ... or
     return getattr(torch, d) if isinstance(d, str) else d
 
 # %% ../nbs/01a_runtime.ipynb #930cd532
+def process_rank() -> int:
+    "This process's rank: the process group's once it is initialised, else the `RANK` torchrun/SLURM set (0 for a lone process)."
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank()
+    return int(os.environ.get('RANK', 0))
+
+def process_count() -> int:
+    "How many processes the job has: the process group's size once it is initialised, else `WORLD_SIZE` (1 for a lone process)."
+    if dist.is_available() and dist.is_initialized(): return dist.get_world_size()
+    return int(os.environ.get('WORLD_SIZE', 1))
+
 def is_main_process() -> bool:
-    "True on rank 0 of an initialised process group, and in a process that is not in one."
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+    "True on rank 0 of the job, and in a lone process: the one process that writes shared files and prints."
+    return process_rank() == 0
+
+# %% ../nbs/01a_runtime.ipynb #ba5406e7
+def exit_with(code: int, # the exit status (2: bad arguments, 1: the work failed)
+              *lines: str): # printed to stderr, one per line
+    "Print `lines` to stderr on rank 0 only (under torchrun every rank would repeat them), then exit with `code`."
+    if is_main_process(): print(*lines, sep='\n', file=sys.stderr)
+    raise SystemExit(code)
+
+# %% ../nbs/01a_runtime.ipynb #64d4de56
+@dataclass
+class DistEnv:
+    "Where this process sits in the job."
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    created: bool          # this call created the process group (and `close` will destroy it)
+    @property
+    def is_main(self) -> bool: return is_main_process()
+    def close(self, barrier: bool=True):
+        "Destroy the process group if this `DistEnv` created it (after a barrier, so no rank leaves early)."
+        if self.created and dist.is_initialized():
+            if barrier: dist.barrier()
+            dist.destroy_process_group()
+    def __enter__(self): return self
+    def __exit__(self, exc_type, *_): self.close(barrier=exc_type is None)   # after an error peers may be gone: no barrier
+
+def init_distributed(device: str='auto', # 'auto' (CUDA when present), 'cuda' or 'cpu'
+                     timeout_minutes: float=60) -> DistEnv:
+    "Join the job's process group from torchrun/SLURM variables (or make a group of one); pick this rank's device. A context manager."
+    if device not in ('auto', 'cuda', 'cpu'): raise ValueError(f"trainer.device={device!r}: use 'auto', 'cuda' or 'cpu'")
+    if device == 'cuda' and not torch.cuda.is_available(): raise RuntimeError("trainer.device='cuda' but no CUDA device is visible")
+    cuda = device == 'cuda' or (device == 'auto' and torch.cuda.is_available())
+    env, created = os.environ, False
+    local_rank = int(env.get('LOCAL_RANK', env.get('SLURM_LOCALID', 0)))
+    if cuda: torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    if not dist.is_initialized():
+        backend, timeout = ('nccl' if cuda else 'gloo'), timedelta(minutes=timeout_minutes)
+        if 'RANK' in env and 'WORLD_SIZE' in env: dist.init_process_group(backend, timeout=timeout)
+        else: dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
+        created = True
+    dev = torch.device('cuda', torch.cuda.current_device()) if cuda else torch.device('cpu')
+    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, dev, created)

@@ -8,8 +8,6 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/train.html.md"""
 from __future__ import annotations
 import argparse, builtins, importlib.util, json, math, os, random, re, secrets, sys, time, warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import timedelta
 from itertools import islice
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_dict
-from .runtime import as_dtype, is_main_process
+from .runtime import DistEnv, as_dtype, exit_with, init_distributed, is_main_process
 from .data import BadItemError, DatasetLayout, GoodItems, T5PickleError, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
@@ -41,12 +39,11 @@ from .checkpoint import (LATEST_FILE, CheckpointInfo, find_resume_checkpoint, li
 
 # %% auto #0
 __all__ = ['LOGGERS', 'LOGGER_PACKAGES', 'UPSTREAM_CONFIG', 'TINY_CPU_TRY', 'LambdaLinear', 'make_scheduler', 'power_ema_gamma',
-           'power_ema_beta', 'PowerEMA', 'DistEnv', 'init_distributed', 'seed_everything', 'TrainingDiffusion',
-           'start_weights', 'build_model', 'build_optimizer', 'clip_gradients', 'ResumableSampler', 'build_dataloader',
-           'resolve_experiment', 'cache_latents', 'read_metrics', 'MetricsLog', 'JsonlLogger', 'frame_strip',
-           'TensorBoardLogger', 'WandbLogger', 'logger_problems', 'make_loggers', 'preview_items', 'write_samples',
-           'gradient_sync', 'PreflightError', 'preflight', 'NonFiniteLossError', 'Trainer', 'train', 'train_main',
-           'cache_latents_main']
+           'power_ema_beta', 'PowerEMA', 'seed_everything', 'TrainingDiffusion', 'start_weights', 'build_model',
+           'build_optimizer', 'clip_gradients', 'ResumableSampler', 'build_dataloader', 'resolve_experiment',
+           'cache_latents', 'read_metrics', 'MetricsLog', 'JsonlLogger', 'frame_strip', 'TensorBoardLogger',
+           'WandbLogger', 'logger_problems', 'make_loggers', 'preview_items', 'write_samples', 'gradient_sync',
+           'PreflightError', 'preflight', 'NonFiniteLossError', 'Trainer', 'train', 'train_main', 'cache_latents_main']
 
 # %% ../nbs/11_train.ipynb #d253686c
 class LambdaLinear:
@@ -109,41 +106,6 @@ class PowerEMA:
             s.copy_(src)
 
 # %% ../nbs/11_train.ipynb #be454668
-@dataclass
-class DistEnv:
-    "Where this process sits in the job."
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-    created: bool          # this call created the process group (and `close` will destroy it)
-    @property
-    def is_main(self) -> bool: return self.rank == 0
-    def close(self, barrier: bool=True):
-        "Destroy the process group if this `DistEnv` created it (after a barrier, so no rank leaves early)."
-        if self.created and dist.is_initialized():
-            if barrier: dist.barrier()
-            dist.destroy_process_group()
-    def __enter__(self): return self
-    def __exit__(self, exc_type, *_): self.close(barrier=exc_type is None)   # after an error peers may be gone: no barrier
-
-def init_distributed(device: str='auto', # 'auto' (CUDA when present), 'cuda' or 'cpu'
-                     timeout_minutes: float=60) -> DistEnv:
-    "Join the job's process group from torchrun/SLURM variables (or make a group of one); pick this rank's device. A context manager."
-    if device not in ('auto', 'cuda', 'cpu'): raise ValueError(f"trainer.device={device!r}: use 'auto', 'cuda' or 'cpu'")
-    if device == 'cuda' and not torch.cuda.is_available(): raise RuntimeError("trainer.device='cuda' but no CUDA device is visible")
-    cuda = device == 'cuda' or (device == 'auto' and torch.cuda.is_available())
-    env, created = os.environ, False
-    local_rank = int(env.get('LOCAL_RANK', env.get('SLURM_LOCALID', 0)))
-    if cuda: torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    if not dist.is_initialized():
-        backend, timeout = ('nccl' if cuda else 'gloo'), timedelta(minutes=timeout_minutes)
-        if 'RANK' in env and 'WORLD_SIZE' in env: dist.init_process_group(backend, timeout=timeout)
-        else: dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
-        created = True
-    dev = torch.device('cuda', torch.cuda.current_device()) if cuda else torch.device('cpu')
-    return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, dev, created)
-
 def seed_everything(seed: int):
     "Seed python, numpy and torch (CPU and every CUDA device)."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -672,11 +634,6 @@ def _split_experiment(experiment: str|None, overrides: list[str]) -> tuple[str, 
     if not name: raise ValueError('no experiment: give --experiment NAME or experiment=NAME (`cosmos-nb train` alone lists them)')
     return name, rest
 
-def _exit(code: int, *lines: str):
-    "Print `lines` to stderr (on rank 0 only: under torchrun every rank would repeat them) and exit with `code`."
-    if int(os.environ.get('RANK', '0')) == 0: print(*lines, sep='\n', file=sys.stderr)
-    raise SystemExit(code)
-
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='cosmos-nb train', formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Post-train Cosmos-Predict1 Video2World (full fine-tune under FSDP2, or LoRA) with a registered experiment and '
@@ -702,19 +659,19 @@ def train_main(argv: list[str]|None=None) -> dict|None:
     p = _train_parser()
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     if a.config is not None and os.path.normpath(a.config) != UPSTREAM_CONFIG:
-        _exit(2, f"cosmos-nb train: --config={a.config} is not a config cosmos-nb reads: only upstream's --config={UPSTREAM_CONFIG} is "
+        exit_with(2, f"cosmos-nb train: --config={a.config} is not a config cosmos-nb reads: only upstream's --config={UPSTREAM_CONFIG} is "
                  'accepted (so its launch lines run unchanged); the recipe is chosen with experiment=NAME')
     name, overrides = _experiment_and_overrides(a.experiment, a.overrides)
     if not name:
-        _exit(2, 'cosmos-nb train: no experiment given; add --experiment NAME (or experiment=NAME). The registered experiments:',
+        exit_with(2, 'cosmos-nb train: no experiment given; add --experiment NAME (or experiment=NAME). The registered experiments:',
               experiments_overview(), f'A tiny CPU try after `make demo`: {TINY_CPU_TRY}')
     try: cfg = resolve_experiment(name, overrides)
-    except UnknownExperimentError: _exit(2, f'cosmos-nb train: {unknown_experiment_message(name, list_all=False)} '
+    except UnknownExperimentError: exit_with(2, f'cosmos-nb train: {unknown_experiment_message(name, list_all=False)} '
                                             '(`cosmos-nb train` without an experiment lists them all)')
-    except (KeyError, ValueError) as e: _exit(2, f'cosmos-nb train: {e.args[0] if e.args else e}')
+    except (KeyError, ValueError) as e: exit_with(2, f'cosmos-nb train: {e.args[0] if e.args else e}')
     if a.dryrun: print(json.dumps(config_to_dict(cfg), indent=1)); return None
     if problems := preflight(cfg):
-        _exit(1, f'cosmos-nb train: {name} cannot start; nothing was written. Missing ({len(problems)}):', *(f'  - {q}' for q in problems))
+        exit_with(1, f'cosmos-nb train: {name} cannot start; nothing was written. Missing ({len(problems)}):', *(f'  - {q}' for q in problems))
     out = train(cfg)
     if out['rank'] == 0: print(json.dumps(out))
     return out
@@ -734,14 +691,14 @@ def cache_latents_main(argv: list[str]|None=None):
     try: name, overrides = _split_experiment(a.experiment, a.overrides)
     except ValueError as e: p.error(str(e))
     try: cfg = resolve_experiment(name, overrides)
-    except UnknownExperimentError: _exit(2, f'cosmos-nb cache-latents: {unknown_experiment_message(name)}')
-    except (KeyError, ValueError) as e: _exit(2, f'cosmos-nb cache-latents: {e.args[0] if e.args else e}')
+    except UnknownExperimentError: exit_with(2, f'cosmos-nb cache-latents: {unknown_experiment_message(name)}')
+    except (KeyError, ValueError) as e: exit_with(2, f'cosmos-nb cache-latents: {e.args[0] if e.args else e}')
     lay = DatasetLayout(cfg.data.dataset_dir)
     if not lay.stems('videos'):
-        _exit(2, f'cosmos-nb cache-latents: {lay.videos} {"has no .mp4 clips" if lay.videos.is_dir() else "does not exist"}: '
+        exit_with(2, f'cosmos-nb cache-latents: {lay.videos} {"has no .mp4 clips" if lay.videos.is_dir() else "does not exist"}: '
                  f'{_dataset_fixes(lay.root)[0]}')
     try: out = cache_latents(cfg, (), a.out, a.batch_size)
-    except ValueError as e: _exit(1, f'cosmos-nb cache-latents: {e}')   # e.g. not one usable window
+    except ValueError as e: exit_with(1, f'cosmos-nb cache-latents: {e}')   # e.g. not one usable window
     print(out)
     return out
 

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 from cosmos_nb.checkpoint import find_resume_checkpoint, load_file
 from cosmos_nb.data import VideoDataset
+from cosmos_nb.runtime import init_distributed
 from cosmos_nb import train as T
 from test_train import (MAX_ITER, TINY, check_files, check_lora_roundtrip, eval_loss, overrides, run_dir, torchrun, wait_ok,
                         world)  # noqa: F401  (world is a fixture)
@@ -53,7 +54,7 @@ def test_torchrun_nccl_trains_writes_upstream_files_samples_and_resumes(world, t
 def test_fsdp2_mixed_precision_on_cuda_keeps_fp32_master_weights_and_computes_in_bf16(world, monkeypatch, tmp_path):
     monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path))
     cfg = T.resolve_experiment(TINY['full'], overrides('full', world))
-    with T.init_distributed('cuda') as env:
+    with init_distributed('cuda') as env:
         model, inner = T.build_model(cfg, env, None)
         params = list(inner.net.parameters())
         assert all(p.dtype == torch.float32 and p.device.type == 'cuda' for p in params)          # master weights
