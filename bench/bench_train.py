@@ -1,7 +1,7 @@
 """Benchmark the trainer (cosmos_nb.train) end to end on one device: seconds per iteration, clips per second and peak GPU
 memory of the two upstream recipes, with the real loop (FSDP2 bf16 compute + fp32 master weights + AdamW + power EMA +
 grad clipping for the full recipe; DDP with a bf16 base and fp32 adapters for LoRA), random weights, and latents read from
-a cache (`cosmos_nb.train.cache_latents`, tiny tokenizer) so the tokenizer is not in the timing.
+a cache (`cosmos_nb.latent_cache.cache_latents`, tiny tokenizer) so the tokenizer is not in the timing.
 
 The DiT has the 7B width (D 4096, 32 heads) and `--blocks` of its 28 blocks, so one GPU holds it with its optimizer state;
 per-block time scales to the full model. The latent is upstream's: 121 frames at 720×1280 (16×90×160) for `full`,
@@ -22,7 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.data import make_synthetic_dataset
-from cosmos_nb.train import cache_latents, read_metrics, train
+from cosmos_nb.latent_cache import cache_latents
+from cosmos_nb.train import read_metrics, train
 
 RECIPES = {'full': ('video2world_7b_example_hdvila', (720, 1280)), 'lora': ('video2world_7b_lora_example_cosmos_nemo_assets', (480, 848))}
 TINY = {'full': 'video2world_tiny_full_synthetic', 'lora': 'video2world_tiny_lora_synthetic'}
@@ -54,7 +55,7 @@ def bench_recipe(recipe: str, a, work: Path) -> dict:
     if not (cache/'index.json').is_file(): cache_latents(name, common, cache)
     over = common + [f'data.latent_cache={cache}', 'checkpoint.load_path=', f'trainer.max_iter={a.iters}',
                      f'checkpoint.save_iter={10**9}', 'trainer.logging_iter=0', 'trainer.sample_every=0', 'trainer.resume=auto',
-                     f'trainer.activation_checkpointing={not a.no_ac}', f'trainer.compile={a.compile}', f'job.name=bench_{recipe}_{time.time_ns()}']
+                     f'parallel.activation_checkpointing={"none" if a.no_ac else "full"}', f'parallel.compile={a.compile}', f'job.name=bench_{recipe}_{time.time_ns()}']
     if not a.tiny:
         over += [f'net.num_blocks={a.blocks}'] + ([f'lora.first_nblocks={a.blocks}'] if recipe == 'lora' else [])
     os.environ['OUTPUT_ROOT'] = str(work/'runs')

@@ -21,8 +21,8 @@ __all__ = ['EXPERIMENTS', 'EXPERIMENT_GPUS', 'JobConfig', 'TokenizerChoice', 'Da
            'video2world_7b_example_hdvila', 'video2world_7b_lora_example_cosmos_nemo_assets',
            'video2world_7b_example_cosmos_nemo_assets', 'video2world_7b_example_cosmos_nemo_assets_4gpu_80gb',
            'video2world_7b_example_cosmos_nemo_assets_8gpu_40gb', 'video2world_7b_example_cosmos_nemo_assets_4gpu_40gb',
-           'video2world_tiny_lora_synthetic', 'video2world_tiny_full_synthetic', 'describe_experiments',
-           'experiments_overview']
+           'video2world_tiny_lora_synthetic', 'video2world_tiny_full_synthetic', 'resolve_experiment',
+           'describe_experiments', 'experiments_overview']
 
 # %% ../nbs/08_experiments.ipynb #cbb75365
 @dataclass
@@ -256,6 +256,42 @@ def video2world_tiny_lora_synthetic() -> ExperimentConfig:
 def video2world_tiny_full_synthetic() -> ExperimentConfig:
     "CPU-sized full fine-tune recipe on the synthetic dataset (tests, demos)."
     return _tiny('video2world_tiny_full_synthetic', lora=False)
+
+# %% ../nbs/08_experiments.ipynb #4f60bfa1
+def resolve_experiment(experiment: str|ExperimentConfig, overrides=()) -> ExperimentConfig:
+    "An `ExperimentConfig` from a registered name or a config object, with dotted overrides applied."
+    if isinstance(experiment, ExperimentConfig): return apply_overrides(experiment, list(overrides))
+    return get_experiment(experiment, list(overrides))
+
+def _experiment_and_overrides(experiment: str|None, overrides: list[str]) -> tuple[str|None, list[str]]:
+    "Take `experiment=NAME` out of the overrides (upstream's syntax) unless `--experiment` gave it; None if neither did."
+    rest = [o for o in overrides if not o.startswith('experiment=')]
+    names = [o.split('=', 1)[1] for o in overrides if o.startswith('experiment=')]
+    return experiment or (names[-1] if names else None), rest
+
+def _split_experiment(experiment: str|None, overrides: list[str]) -> tuple[str, list[str]]:
+    "`_experiment_and_overrides`, refusing no experiment at all."
+    name, rest = _experiment_and_overrides(experiment, overrides)
+    if not name: raise ValueError('no experiment: give --experiment NAME or experiment=NAME (`cosmos-nb train` alone lists them)')
+    return name, rest
+
+# %% ../nbs/08_experiments.ipynb #204428b8
+def _dataset_fixes(root: Path) -> tuple[str, str, str]:
+    "How to make the videos, the captions and the T5 embeddings of dataset folder `root` (known by its name)."
+    t5 = f'cosmos-nb t5-embed {root}'
+    if 'hdvila' in root.name:
+        get = f'cosmos-nb download-hdvila --dataset_path {root} --do_download --do_clip'
+        return get, f'{get} (it writes the captions too)', t5
+    if 'nemo' in root.name:
+        get = f'cosmos-nb download-nemo-assets --dataset_path {root}'
+        return get, f'{get} (it writes the captions too)', t5
+    if 'synthetic' in root.name:
+        make = (f"make the synthetic dataset (clips, captions, toy T5 embeddings): python -c \"from cosmos_nb.data import "
+                f"make_synthetic_dataset; make_synthetic_dataset('{root}', n_videos=8, num_frames=17, size=(32, 32))\"; "
+                "or run `cosmos-nb demo` and train on its clips: data.dataset_dir=outputs/demo/datasets/posttrain")
+        return make, make, make
+    return (f'put your clips in {root}/videos/*.mp4 (upstream layout: videos/, metas/, t5_xxl/)',
+            f"write one caption per clip to {root}/metas/<clip>.txt, or let {t5} --prompt 'A video of ...' write them", t5)
 
 # %% ../nbs/08_experiments.ipynb #326725c3
 def describe_experiments() -> list[dict]:

@@ -6,18 +6,28 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/latent_cache.html.md"""
 
 # %% ../nbs/10a_latent_cache.ipynb #061916da
 from __future__ import annotations
-import json
+import argparse, json, sys, warnings
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
+import torch.nn as nn
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
+from .config import atomic_torch_save, atomic_write
+from .runtime import as_dtype, exit_with, init_distributed
 from .checkpoint import load_file
-from .data import T5_MAX_LENGTH, pad_t5_embedding
-from .experiments import ExperimentConfig
+from .data import (T5_MAX_LENGTH, DatasetLayout, GoodItems, T5PickleError, VideoDataset, load_t5_pickle,
+                            pad_t5_embedding)
+from .tokenizer import make_tokenizer
+from .diffusion import Video2WorldDiffusion
+from .experiments import (ExperimentConfig, UnknownExperimentError, _dataset_fixes, _split_experiment,
+                                   resolve_experiment, unknown_experiment_message)
 
 # %% auto #0
-__all__ = ['CACHE_FORMAT', 'LatentCacheDataset']
+__all__ = ['CACHE_FORMAT', 'LatentCacheDataset', 'cache_latents', 'cache_latents_main']
 
 # %% ../nbs/10a_latent_cache.ipynb #51145a52
 CACHE_FORMAT = 'cosmos-nb-latent-cache'
@@ -63,3 +73,73 @@ def _cached_window(path: Path, key: tuple[str, int]) -> bool:
     except ValueError: ok = False
     if not ok: path.unlink(missing_ok=True)
     return ok
+
+# %% ../nbs/10a_latent_cache.ipynb #185d9ad5
+def cache_latents(experiment: str|ExperimentConfig, # experiment whose data and tokenizer to use
+                  overrides=(), # dotted overrides, e.g. data.dataset_dir=...
+                  out: str|Path|None=None, # cache folder (default: data.latent_cache, else {dataset_dir}/latent_cache)
+                  batch_size: int=1) -> Path: # windows encoded together
+    "Encode every good training window of the experiment's dataset once with its tokenizer (bad ones are skipped, never replaced); returns the cache folder."
+    cfg = resolve_experiment(experiment, overrides)
+    out = Path(out or cfg.data.latent_cache or Path(cfg.data.dataset_dir)/'latent_cache')
+    with init_distributed(cfg.trainer.device) as env:
+        d, t = cfg.data, cfg.tokenizer
+        ds = VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval, text_tokens=d.text_tokens)
+        tok = make_tokenizer(t.kind, t.path or None, env.device, t.dtype)
+        enc = Video2WorldDiffusion(nn.Identity(), tok, cfg.diffusion)          # encode → CPU scaled latents
+        todo = [i for i in range(env.rank, len(ds), env.world_size) if not _cached_window(out/f'{i:08d}.pt', ds.locate(i))]
+        windows = GoodItems(ds, todo, batch_size, d.num_workers)               # bad windows: skipped with a warning, never replaced
+        for indices, batch in tqdm(windows, desc=f'caching latents in {out}', disable=not env.is_main):
+            x0 = enc.encode(batch['video'].to(env.device)).to(as_dtype(t.dtype))         # B, C, T, H, W
+            for b, i in enumerate(indices):
+                stem, start = ds.locate(i)
+                name = batch['video_name']
+                if (Path(name['video_path'][b]).stem, int(name['start_frame_id'][b])) != (stem, start):
+                    raise RuntimeError(f'window {i} should be {stem}@{start} but holds {name["video_path"][b]}@{name["start_frame_id"][b]}')
+                try: t5 = torch.from_numpy(load_t5_pickle(name['t5_embedding_path'][b])[0].astype(np.float16))   # this clip's text
+                except T5PickleError as e:                                        # changed since the window was read
+                    windows.skipped[(stem, start)] = str(e); warnings.warn(f'skipping {e}'); continue
+                atomic_torch_save(dict(latent=x0[b].clone(), t5=t5, fps=float(batch['fps'][b]), stem=stem, start=int(start)),
+                                  out/f'{i:08d}.pt')
+        skipped = [None] * env.world_size
+        dist.all_gather_object(skipped, windows.skipped)                        # every rank's skipped windows, for the index
+        if env.is_main:
+            skipped = {k: v for s in skipped for k, v in s.items()}
+            kept = [i for i in range(len(ds)) if (out/f'{i:08d}.pt').exists()]
+            if not kept: raise ValueError(f'{ds.layout.root}: no window could be cached; every one was skipped (see the warnings)')
+            index = dict(format=CACHE_FORMAT, version=2, count=len(kept), dataset_dir=str(Path(d.dataset_dir).resolve()),
+                         latent_shape=list(load_file(out/f'{kept[0]:08d}.pt')['latent'].shape), **_cache_signature(cfg),
+                         files=[f'{i:08d}.pt' for i in kept], items=[list(ds.locate(i)) for i in kept],
+                         skipped=[dict(stem=s, start=st, why=w) for (s, st), w in sorted(skipped.items())],
+                         skipped_videos=ds.skipped)
+            with atomic_write(out/'index.json', 'w') as f: json.dump(index, f)
+            if skipped or ds.skipped:
+                warnings.warn(f'{out}: cached {len(kept)} windows; skipped {len(skipped)} windows that failed to read and '
+                              f'{len(ds.skipped)} videos (each named in a warning above and in index.json)')
+    return out
+
+# %% ../nbs/10a_latent_cache.ipynb #2afaf888
+def cache_latents_main(argv: list[str]|None=None):
+    "Entry point of `cosmos-nb cache-latents`: encode an experiment's dataset once so training can read latents."
+    p = argparse.ArgumentParser(prog='cosmos-nb cache-latents', description="Encode every training window of an experiment's dataset "
+        'with its tokenizer into a latent cache; train with data.latent_cache=DIR. Under torchrun the ranks share the work. '
+        'Bad clips and embeddings are skipped with a warning that names them; the others are cached.')
+    p.add_argument('--experiment', help='a registered experiment (its data.* and tokenizer.* settings are used)')
+    p.add_argument('--out', help='cache folder (default: data.latent_cache, else DATASET/latent_cache)')
+    p.add_argument('--batch_size', type=int, default=1, help='windows encoded together (default: 1)')
+    p.add_argument('--batch-size', dest='batch_size', type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)   # the old spelling
+    p.add_argument('overrides', nargs='*', help='dotted key=value overrides, e.g. data.dataset_dir=datasets/mine')
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try: name, overrides = _split_experiment(a.experiment, a.overrides)
+    except ValueError as e: p.error(str(e))
+    try: cfg = resolve_experiment(name, overrides)
+    except UnknownExperimentError: exit_with(2, f'cosmos-nb cache-latents: {unknown_experiment_message(name)}')
+    except (KeyError, ValueError) as e: exit_with(2, f'cosmos-nb cache-latents: {e.args[0] if e.args else e}')
+    lay = DatasetLayout(cfg.data.dataset_dir)
+    if not lay.stems('videos'):
+        exit_with(2, f'cosmos-nb cache-latents: {lay.videos} {"has no .mp4 clips" if lay.videos.is_dir() else "does not exist"}: '
+                 f'{_dataset_fixes(lay.root)[0]}')
+    try: out = cache_latents(cfg, (), a.out, a.batch_size)
+    except ValueError as e: exit_with(1, f'cosmos-nb cache-latents: {e}')   # e.g. not one usable window
+    print(out)
+    return out

@@ -23,16 +23,17 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .config import apply_overrides, atomic_torch_save, atomic_write, config_to_dict
-from .runtime import DistEnv, as_dtype, exit_with, init_distributed, is_main_process
-from .data import BadItemError, DatasetLayout, GoodItems, T5PickleError, VideoDataset, iterate_epochs, load_t5_pickle, make_sampler
+from .config import atomic_write, config_to_dict
+from .runtime import DistEnv, exit_with, init_distributed, is_main_process
+from .data import BadItemError, DatasetLayout, VideoDataset, iterate_epochs, make_sampler
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
 from .diffusion import Video2WorldDiffusion
 from .fp8 import convert_to_fp8, fp8_buffer_names, fp8_unsupported
-from .experiments import ExperimentConfig, UnknownExperimentError, experiments_overview, get_experiment, unknown_experiment_message
+from .experiments import (ExperimentConfig, UnknownExperimentError, _dataset_fixes, _experiment_and_overrides,
+                                  experiments_overview, get_experiment, resolve_experiment, unknown_experiment_message)
 from .tokenizer import TokenizerLoadError, _weight_files, make_tokenizer
 from .video import read_video, write_video
-from .latent_cache import CACHE_FORMAT, LatentCacheDataset, _cache_signature, _cached_window
+from .latent_cache import LatentCacheDataset
 from .checkpoint import (LATEST_FILE, CheckpointInfo, find_resume_checkpoint, list_checkpoints, load_file,
                                   load_full_model_state_dict, load_training_checkpoint, parse_checkpoint_name, read_checkpoint,
                                   remove_partial_files, save_training_checkpoint)
@@ -40,10 +41,10 @@ from .checkpoint import (LATEST_FILE, CheckpointInfo, find_resume_checkpoint, li
 # %% auto #0
 __all__ = ['LOGGERS', 'LOGGER_PACKAGES', 'UPSTREAM_CONFIG', 'TINY_CPU_TRY', 'LambdaLinear', 'make_scheduler', 'power_ema_gamma',
            'power_ema_beta', 'PowerEMA', 'seed_everything', 'TrainingDiffusion', 'start_weights', 'build_model',
-           'build_optimizer', 'clip_gradients', 'ResumableSampler', 'build_dataloader', 'resolve_experiment',
-           'cache_latents', 'read_metrics', 'MetricsLog', 'JsonlLogger', 'frame_strip', 'TensorBoardLogger',
-           'WandbLogger', 'logger_problems', 'make_loggers', 'preview_items', 'write_samples', 'gradient_sync',
-           'PreflightError', 'preflight', 'NonFiniteLossError', 'Trainer', 'train', 'train_main', 'cache_latents_main']
+           'build_optimizer', 'clip_gradients', 'ResumableSampler', 'build_dataloader', 'read_metrics', 'MetricsLog',
+           'JsonlLogger', 'frame_strip', 'TensorBoardLogger', 'WandbLogger', 'logger_problems', 'make_loggers',
+           'preview_items', 'write_samples', 'gradient_sync', 'PreflightError', 'preflight', 'NonFiniteLossError',
+           'Trainer', 'train', 'train_main']
 
 # %% ../nbs/11_train.ipynb #d253686c
 class LambdaLinear:
@@ -220,56 +221,6 @@ def build_dataloader(dataset: Dataset, cfg: ExperimentConfig, env: DistEnv) -> D
                          'add videos or lower data.batch_size / data.start_frame_interval')
     return loader
 
-# %% ../nbs/11_train.ipynb #0a9b6684
-def resolve_experiment(experiment: str|ExperimentConfig, overrides=()) -> ExperimentConfig:
-    "An `ExperimentConfig` from a registered name or a config object, with dotted overrides applied."
-    if isinstance(experiment, ExperimentConfig): return apply_overrides(experiment, list(overrides))
-    return get_experiment(experiment, list(overrides))
-
-
-def cache_latents(experiment: str|ExperimentConfig, # experiment whose data and tokenizer to use
-                  overrides=(), # dotted overrides, e.g. data.dataset_dir=...
-                  out: str|Path|None=None, # cache folder (default: data.latent_cache, else {dataset_dir}/latent_cache)
-                  batch_size: int=1) -> Path: # windows encoded together
-    "Encode every good training window of the experiment's dataset once with its tokenizer (bad ones are skipped, never replaced); returns the cache folder."
-    cfg = resolve_experiment(experiment, overrides)
-    out = Path(out or cfg.data.latent_cache or Path(cfg.data.dataset_dir)/'latent_cache')
-    with init_distributed(cfg.trainer.device) as env:
-        d, t = cfg.data, cfg.tokenizer
-        ds = VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval, text_tokens=d.text_tokens)
-        tok = make_tokenizer(t.kind, t.path or None, env.device, t.dtype)
-        enc = Video2WorldDiffusion(nn.Identity(), tok, cfg.diffusion)          # encode → CPU scaled latents
-        todo = [i for i in range(env.rank, len(ds), env.world_size) if not _cached_window(out/f'{i:08d}.pt', ds.locate(i))]
-        windows = GoodItems(ds, todo, batch_size, d.num_workers)               # bad windows: skipped with a warning, never replaced
-        for indices, batch in tqdm(windows, desc=f'caching latents in {out}', disable=not env.is_main):
-            x0 = enc.encode(batch['video'].to(env.device)).to(as_dtype(t.dtype))         # B, C, T, H, W
-            for b, i in enumerate(indices):
-                stem, start = ds.locate(i)
-                name = batch['video_name']
-                if (Path(name['video_path'][b]).stem, int(name['start_frame_id'][b])) != (stem, start):
-                    raise RuntimeError(f'window {i} should be {stem}@{start} but holds {name["video_path"][b]}@{name["start_frame_id"][b]}')
-                try: t5 = torch.from_numpy(load_t5_pickle(name['t5_embedding_path'][b])[0].astype(np.float16))   # this clip's text
-                except T5PickleError as e:                                        # changed since the window was read
-                    windows.skipped[(stem, start)] = str(e); warnings.warn(f'skipping {e}'); continue
-                atomic_torch_save(dict(latent=x0[b].clone(), t5=t5, fps=float(batch['fps'][b]), stem=stem, start=int(start)),
-                                  out/f'{i:08d}.pt')
-        skipped = [None] * env.world_size
-        dist.all_gather_object(skipped, windows.skipped)                        # every rank's skipped windows, for the index
-        if env.is_main:
-            skipped = {k: v for s in skipped for k, v in s.items()}
-            kept = [i for i in range(len(ds)) if (out/f'{i:08d}.pt').exists()]
-            if not kept: raise ValueError(f'{ds.layout.root}: no window could be cached; every one was skipped (see the warnings)')
-            index = dict(format=CACHE_FORMAT, version=2, count=len(kept), dataset_dir=str(Path(d.dataset_dir).resolve()),
-                         latent_shape=list(load_file(out/f'{kept[0]:08d}.pt')['latent'].shape), **_cache_signature(cfg),
-                         files=[f'{i:08d}.pt' for i in kept], items=[list(ds.locate(i)) for i in kept],
-                         skipped=[dict(stem=s, start=st, why=w) for (s, st), w in sorted(skipped.items())],
-                         skipped_videos=ds.skipped)
-            with atomic_write(out/'index.json', 'w') as f: json.dump(index, f)
-            if skipped or ds.skipped:
-                warnings.warn(f'{out}: cached {len(kept)} windows; skipped {len(skipped)} windows that failed to read and '
-                              f'{len(ds.skipped)} videos (each named in a warning above and in index.json)')
-    return out
-
 # %% ../nbs/11_train.ipynb #6466fa4c
 def read_metrics(path: str|Path) -> list[dict]:
     "The rows of a metrics.jsonl (a broken last line from a kill is skipped)."
@@ -419,23 +370,6 @@ def _checkpoint_fix(path: Path) -> str:
         where = '' if path.parent.parent == Path('checkpoints') else f' --checkpoint_dir {path.parent.parent}'
         return f'cosmos-nb download-checkpoints --model_sizes {m[1]} --model_types {m[2]}{where}'
     return "point checkpoint.load_path at a model.pt, or set checkpoint.load_path='' to start from random weights"
-
-def _dataset_fixes(root: Path) -> tuple[str, str, str]:
-    "How to make the videos, the captions and the T5 embeddings of dataset folder `root` (known by its name)."
-    t5 = f'cosmos-nb t5-embed {root}'
-    if 'hdvila' in root.name:
-        get = f'cosmos-nb download-hdvila --dataset_path {root} --do_download --do_clip'
-        return get, f'{get} (it writes the captions too)', t5
-    if 'nemo' in root.name:
-        get = f'cosmos-nb download-nemo-assets --dataset_path {root}'
-        return get, f'{get} (it writes the captions too)', t5
-    if 'synthetic' in root.name:
-        make = (f"make the synthetic dataset (clips, captions, toy T5 embeddings): python -c \"from cosmos_nb.data import "
-                f"make_synthetic_dataset; make_synthetic_dataset('{root}', n_videos=8, num_frames=17, size=(32, 32))\"; "
-                "or run `cosmos-nb demo` and train on its clips: data.dataset_dir=outputs/demo/datasets/posttrain")
-        return make, make, make
-    return (f'put your clips in {root}/videos/*.mp4 (upstream layout: videos/, metas/, t5_xxl/)',
-            f"write one caption per clip to {root}/metas/<clip>.txt, or let {t5} --prompt 'A video of ...' write them", t5)
 
 def preflight(cfg: ExperimentConfig) -> list[str]:
     "Every file or package a run of `cfg` needs that is missing, one line each with the command that fixes it ([] = ready); writes nothing."
@@ -622,18 +556,6 @@ def train(experiment: str|ExperimentConfig, # a registered experiment name, or a
 UPSTREAM_CONFIG = 'cosmos_predict1/diffusion/training/config/config.py'   # upstream's --config; accepted, changes nothing
 TINY_CPU_TRY = 'cosmos-nb train --experiment video2world_tiny_lora_synthetic data.dataset_dir=outputs/demo/datasets/posttrain trainer.max_iter=2'
 
-def _experiment_and_overrides(experiment: str|None, overrides: list[str]) -> tuple[str|None, list[str]]:
-    "Take `experiment=NAME` out of the overrides (upstream's syntax) unless `--experiment` gave it; None if neither did."
-    rest = [o for o in overrides if not o.startswith('experiment=')]
-    names = [o.split('=', 1)[1] for o in overrides if o.startswith('experiment=')]
-    return experiment or (names[-1] if names else None), rest
-
-def _split_experiment(experiment: str|None, overrides: list[str]) -> tuple[str, list[str]]:
-    "`_experiment_and_overrides`, refusing no experiment at all."
-    name, rest = _experiment_and_overrides(experiment, overrides)
-    if not name: raise ValueError('no experiment: give --experiment NAME or experiment=NAME (`cosmos-nb train` alone lists them)')
-    return name, rest
-
 def _train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='cosmos-nb train', formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Post-train Cosmos-Predict1 Video2World (full fine-tune under FSDP2, or LoRA) with a registered experiment and '
@@ -674,32 +596,6 @@ def train_main(argv: list[str]|None=None) -> dict|None:
         exit_with(1, f'cosmos-nb train: {name} cannot start; nothing was written. Missing ({len(problems)}):', *(f'  - {q}' for q in problems))
     out = train(cfg)
     if out['rank'] == 0: print(json.dumps(out))
-    return out
-
-# %% ../nbs/11_train.ipynb #af8a6297
-def cache_latents_main(argv: list[str]|None=None):
-    "Entry point of `cosmos-nb cache-latents`: encode an experiment's dataset once so training can read latents."
-    p = argparse.ArgumentParser(prog='cosmos-nb cache-latents', description="Encode every training window of an experiment's dataset "
-        'with its tokenizer into a latent cache; train with data.latent_cache=DIR. Under torchrun the ranks share the work. '
-        'Bad clips and embeddings are skipped with a warning that names them; the others are cached.')
-    p.add_argument('--experiment', help='a registered experiment (its data.* and tokenizer.* settings are used)')
-    p.add_argument('--out', help='cache folder (default: data.latent_cache, else DATASET/latent_cache)')
-    p.add_argument('--batch_size', type=int, default=1, help='windows encoded together (default: 1)')
-    p.add_argument('--batch-size', dest='batch_size', type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)   # the old spelling
-    p.add_argument('overrides', nargs='*', help='dotted key=value overrides, e.g. data.dataset_dir=datasets/mine')
-    a = p.parse_args(sys.argv[1:] if argv is None else argv)
-    try: name, overrides = _split_experiment(a.experiment, a.overrides)
-    except ValueError as e: p.error(str(e))
-    try: cfg = resolve_experiment(name, overrides)
-    except UnknownExperimentError: exit_with(2, f'cosmos-nb cache-latents: {unknown_experiment_message(name)}')
-    except (KeyError, ValueError) as e: exit_with(2, f'cosmos-nb cache-latents: {e.args[0] if e.args else e}')
-    lay = DatasetLayout(cfg.data.dataset_dir)
-    if not lay.stems('videos'):
-        exit_with(2, f'cosmos-nb cache-latents: {lay.videos} {"has no .mp4 clips" if lay.videos.is_dir() else "does not exist"}: '
-                 f'{_dataset_fixes(lay.root)[0]}')
-    try: out = cache_latents(cfg, (), a.out, a.batch_size)
-    except ValueError as e: exit_with(1, f'cosmos-nb cache-latents: {e}')   # e.g. not one usable window
-    print(out)
     return out
 
 # %% ../nbs/11_train.ipynb #c6090ed2

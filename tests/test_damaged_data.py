@@ -188,7 +188,7 @@ def test_good_items_skip_never_substitute(damaged, expected):
 # --- cache-latents -------------------------------------------------------------------------------------------------------------
 
 def test_cache_latents_skips_bad_items_and_keeps_every_pair(damaged, expected, tmp_path):
-    from cosmos_nb import train as T
+    from cosmos_nb import latent_cache as LC
     from cosmos_nb.checkpoint import load_file
     from cosmos_nb.diffusion import Video2WorldDiffusion
     from cosmos_nb.experiments import get_experiment
@@ -196,7 +196,7 @@ def test_cache_latents_skips_bad_items_and_keeps_every_pair(damaged, expected, t
     over = [f'data.dataset_dir={damaged.root}']
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter('always')
-        cache = T.cache_latents(EXPERIMENT, over, tmp_path/'cache')
+        cache = LC.cache_latents(EXPERIMENT, over, tmp_path/'cache')
     msgs = _messages(w)
     for stem in ALWAYS_BAD | {'truncated'}: assert _named(msgs, stem), (stem, msgs)
     assert [m for m in msgs if 'unsafe_pickle.pickle' in m and 'cosmos-nb t5-embed' in m]
@@ -219,27 +219,27 @@ def test_cache_latents_skips_bad_items_and_keeps_every_pair(damaged, expected, t
     mtimes = {p.name: p.stat().st_mtime_ns for p in cache.glob('0*.pt')}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        T.cache_latents(EXPERIMENT, over, cache)
+        LC.cache_latents(EXPERIMENT, over, cache)
     assert {p.name: p.stat().st_mtime_ns for p in cache.glob('0*.pt')} == mtimes
     assert json.loads((cache/'index.json').read_text())['items'] == index['items']
 
 
 def test_cache_latents_command_line(damaged, expected, tmp_path, capsys):
-    from cosmos_nb import train as T
-    with pytest.raises(SystemExit) as e: T.cache_latents_main(['--experiment', 'nope'])
+    from cosmos_nb import latent_cache as LC
+    with pytest.raises(SystemExit) as e: LC.cache_latents_main(['--experiment', 'nope'])
     err = capsys.readouterr().err
     assert e.value.code == 2 and 'Traceback' not in err and EXPERIMENT in err   # one line that lists the registered names
     assert err.strip().splitlines() == [l for l in err.strip().splitlines() if l.startswith("cosmos-nb cache-latents: unknown experiment 'nope'")] != []
-    with pytest.raises(SystemExit): T.cache_latents_main(['--help'])
+    with pytest.raises(SystemExit): LC.cache_latents_main(['--help'])
     help_text = capsys.readouterr().out
     assert '--batch_size' in help_text and '--batch-size' not in help_text
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        out = T.cache_latents_main(['--experiment', EXPERIMENT, '--out', str(tmp_path/'c'), '--batch-size', '2',
+        out = LC.cache_latents_main(['--experiment', EXPERIMENT, '--out', str(tmp_path/'c'), '--batch-size', '2',
                                     f'data.dataset_dir={damaged.root}'])   # the old spelling still works
     assert json.loads((out/'index.json').read_text())['count'] == len(expected['keep'])
     with pytest.raises(SystemExit):
-        T.cache_latents_main(['--experiment', EXPERIMENT, f'data.dataset_dir={tmp_path/"nowhere"}'])
+        LC.cache_latents_main(['--experiment', EXPERIMENT, f'data.dataset_dir={tmp_path/"nowhere"}'])
     err = capsys.readouterr().err
     assert 'Traceback' not in err and 'nowhere' in err
 

@@ -13,7 +13,7 @@ from cosmos_nb.data import VideoDataset, make_synthetic_dataset
 from cosmos_nb.diffusion import Video2WorldDiffusion
 from cosmos_nb.dit import VideoExtendDiT, dit_state_dict_for_upstream, load_dit_checkpoint
 from cosmos_nb.experiments import get_experiment
-from cosmos_nb.latent_cache import LatentCacheDataset
+from cosmos_nb.latent_cache import LatentCacheDataset, cache_latents, cache_latents_main
 from cosmos_nb.tokenizer import make_tokenizer
 from cosmos_nb import train as T
 from conftest import ROOT
@@ -260,7 +260,7 @@ def test_resume_none_refuses_to_overwrite_and_explicit_resume_paths(world, tmp_p
     assert out['resumed_from'] == 2
     with pytest.raises(FileNotFoundError, match='no complete checkpoint'):
         T.train(TINY['lora'], base + [f'trainer.resume={tmp_path/"nowhere"}'])
-    with pytest.raises(ValueError, match='trainer.distributed=ddp'): T.train(TINY['lora'], base + ['trainer.distributed=fsdp'])
+    with pytest.raises(ValueError, match='parallel.data_parallel=ddp'): T.train(TINY['lora'], base + ['parallel.data_parallel=fsdp'])
     with pytest.raises(FileNotFoundError, match='checkpoint.load_path'):
         T.train(TINY['full'], base[:1] + [f'checkpoint.load_path={tmp_path/"missing.pt"}'])
     assert not dist.is_initialized()
@@ -269,7 +269,7 @@ def test_resume_none_refuses_to_overwrite_and_explicit_resume_paths(world, tmp_p
 def test_cached_latents_equal_the_online_encoding_and_train(world, tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path/'runs'))
     cfg_over = [f'data.dataset_dir={world/"shapes"}']
-    cache = T.cache_latents(TINY['full'], cfg_over, tmp_path/'cache')
+    cache = cache_latents(TINY['full'], cfg_over, tmp_path/'cache')
     index = json.loads((cache/'index.json').read_text())
     assert index['count'] == 4 and index['latent_shape'] == [16, 3, 4, 4] and len(list(cache.glob('0*.pt'))) == 4
     cfg = get_experiment(TINY['full'], cfg_over)
@@ -305,7 +305,7 @@ def test_command_line(capsys):
     with pytest.raises(SystemExit): T.train_main(['trainer.max_iter=3'])                # no experiment
     with pytest.raises(SystemExit): T.train_main(['--dryrun', '--experiment', 'nope'])          # one line, no traceback
     assert "unknown experiment 'nope'" in capsys.readouterr().err
-    with pytest.raises(SystemExit): T.cache_latents_main([])
+    with pytest.raises(SystemExit): cache_latents_main([])
 
 
 def test_lora_with_ema_saves_upstream_ema_names_and_resumes_exactly(world, tmp_path, monkeypatch, one_thread):
