@@ -88,7 +88,10 @@ def find_hf_folder(repo_id: str, # e.g. 'google/siglip-so400m-patch14-384'
 # %% ../nbs/01a_runtime.ipynb #275dba63
 def as_dtype(d: str|torch.dtype) -> torch.dtype: # 'bfloat16', 'float32', ... or a torch.dtype
     "The `torch.dtype` a name stands for; a dtype is returned as is."
-    return getattr(torch, d) if isinstance(d, str) else d
+    if isinstance(d, torch.dtype): return d
+    if not isinstance(t := getattr(torch, str(d), None), torch.dtype):
+        raise ValueError(f"{d!r} is not the name of a torch dtype: use e.g. 'bfloat16', 'float16' or 'float32'")
+    return t
 
 # %% ../nbs/01a_runtime.ipynb #930cd532
 def process_rank() -> int:

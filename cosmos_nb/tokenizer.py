@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from .config import atomic_torch_save, atomic_write
+from .runtime import as_dtype
 
 # %% auto #0
 __all__ = ['TokenizerConfig', 'to_frames', 'from_frames', 'causal_pad', 'spatial_conv', 'temporal_conv', 'CausalConv3d',
@@ -841,7 +842,7 @@ def make_tokenizer(kind: str='cv8x8x8', # 'cv8x8x8' (official weights at `path`)
                    normalized: bool=True, # wrap as `NormalizedTokenizer` (the diffusion model's interface)
                    seed: int=0): # weights of the random 'tiny' model
     "The tokenizer an experiment names (`TokenizerChoice` fields), ready for `Video2WorldDiffusion`."
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    dtype = as_dtype(dtype)
     if kind == 'cv8x8x8':
         if path is None: raise ValueError("kind='cv8x8x8' needs path= the folder with encoder.jit, decoder.jit, mean_std.pt")
         return load_tokenizer(path, device=device, dtype=dtype, normalized=normalized)
