@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import torch
 from PIL import Image
-from .config import atomic_write, atomic_torch_save, load_torch_file
+from .config import atomic_write, atomic_torch_save, load_settings, load_torch_file
 from .video import read_video, resize_video, write_video, contact_sheet, video_info, to_unit, EXAMPLE_MEDIA
 from .tokenizer import make_tokenizer
 from .data import (make_synthetic_dataset, DatasetLayout, load_t5_pickle, pad_t5_embedding, ShapeClip, SHAPES, COLORS,
@@ -358,7 +358,7 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
             lora_cfg = get_experiment('video2world_tiny_lora_synthetic', overrides)
             try: lora = Trainer(lora_cfg, env)
             except ValueError as e:   # resuming a LoRA run that an older demo (another net) left in this folder?
-                if not (lora_cfg.checkpoint_dir()/LATEST_FILE).is_file(): raise
+                if not (lora_cfg.checkpoint_dir(load_settings())/LATEST_FILE).is_file(): raise
                 raise DemoBaseError(f'{out/"runs"} holds a LoRA run that does not fit this base ({str(e).splitlines()[0]}): '
                                     'delete that folder or pass another --out') from e
             with adapters_off(lora.inner): gen_base, err_base = gen(lora.inner)

@@ -10,7 +10,7 @@ import difflib, math
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
 from typing import Callable
-from .config import apply_overrides, load_settings, Settings, config_to_dict, config_from_dict
+from .config import apply_overrides, Settings, config_to_dict, config_from_dict
 from .dit import DiTConfig
 from .diffusion import DiffusionConfig
 
@@ -126,12 +126,11 @@ class ExperimentConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
-    def run_dir(self, settings: Settings|None=None) -> Path:
-        "`{output_root}/{project}/{group}/{name}` with `output_root` from settings.ini / `$OUTPUT_ROOT` (default `checkpoints`)."
-        s = settings or load_settings()
-        return Path(s.output_root)/self.job.project/self.job.group/self.job.name
+    def run_dir(self, settings: Settings) -> Path: # where runs go: `config.load_settings()` at the command line's edge
+        "`{settings.output_root}/{project}/{group}/{name}`: this experiment's run folder."
+        return Path(settings.output_root)/self.job.project/self.job.group/self.job.name
 
-    def checkpoint_dir(self, settings: Settings|None=None) -> Path: return self.run_dir(settings)/'checkpoints'
+    def checkpoint_dir(self, settings: Settings) -> Path: return self.run_dir(settings)/'checkpoints'
 
     def _repr_markdown_(self):
         rows = [f'| `{sec.name}.{k}` | {v} |' for sec in fields(self) for k, v in asdict(getattr(self, sec.name)).items()]

@@ -234,7 +234,7 @@ def resolve_run(run: str|Path) -> tuple[Path, ExperimentConfig|None]: # a run fo
     try: cfg = get_experiment(str(run))
     except KeyError:
         raise ExportError(f'{run} is neither a run folder nor a registered experiment (experiments: {", ".join(list_experiments())})') from None
-    return cfg.run_dir(), cfg
+    return cfg.run_dir(load_settings()), cfg   # the export command's edge: settings.ini, then $OUTPUT_ROOT
 
 # %% ../nbs/15_checkpoints_download.ipynb #46097f95
 def _base_dir(cfg: ExperimentConfig|None) -> str:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-from .config import atomic_write, config_to_dict
+from .config import Settings, atomic_write, config_to_dict, load_settings
 from .runtime import DistEnv, exit_with, init_distributed, is_main_process
 from .data import BadItemError, DatasetLayout, VideoDataset, iterate_epochs, make_sampler
 from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
@@ -421,11 +421,13 @@ def _find_checkpoint(cfg: ExperimentConfig, ckpt_dir: Path) -> CheckpointInfo|No
 # %% ../nbs/11_train.ipynb #8213b329
 class Trainer:
     "One post-training run: `Trainer(cfg, env).fit()`."
-    def __init__(self, cfg: ExperimentConfig, env: DistEnv):
+    def __init__(self, cfg: ExperimentConfig, env: DistEnv,
+                 settings: Settings|None=None): # where runs go; None: `load_settings()` (settings.ini, then $OUTPUT_ROOT)
         self.cfg, self.env, t = cfg, env, cfg.trainer
         if t.grad_accum_iter < 1: raise ValueError(f'trainer.grad_accum_iter={t.grad_accum_iter}: use 1 (no accumulation) or more')
         if problems := logger_problems(t.loggers): raise ValueError('; '.join(problems))
-        self.run_dir, self.ckpt_dir = cfg.run_dir(), cfg.checkpoint_dir()
+        settings = settings or load_settings()
+        self.run_dir, self.ckpt_dir = cfg.run_dir(settings), cfg.checkpoint_dir(settings)
         ckpt = _find_checkpoint(cfg, self.ckpt_dir)
         if env.device.type == 'cuda':
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -546,11 +548,12 @@ def fit(self: Trainer) -> dict:
 
 # %% ../nbs/11_train.ipynb #65c6ecff
 def train(experiment: str|ExperimentConfig, # a registered experiment name, or a config
-          overrides: list[str]|tuple=()) -> dict: # dotted `key=value` overrides
+          overrides: list[str]|tuple=(), # dotted `key=value` overrides
+          settings: Settings|None=None) -> dict: # where runs go; None: `load_settings()`
     "Run (or resume) a post-training experiment on this process's share of the job; returns a summary dict."
     cfg = resolve_experiment(experiment, overrides)
     if problems := preflight(cfg): raise PreflightError(cfg.job.name, problems)   # before any process group or file
-    with init_distributed(cfg.trainer.device) as env: return Trainer(cfg, env).fit()
+    with init_distributed(cfg.trainer.device) as env: return Trainer(cfg, env, settings).fit()
 
 # %% ../nbs/11_train.ipynb #6375ae5b
 UPSTREAM_CONFIG = 'cosmos_predict1/diffusion/training/config/config.py'   # upstream's --config; accepted, changes nothing

@@ -151,7 +151,7 @@ def plot_metrics(rows: list[dict], # from `read_metrics`
 # %% ../nbs/14_widgets.ipynb #63276a41
 class TrainingMonitor(W.VBox):
     "Live loss / lr / throughput plots from `{run_dir}/metrics.jsonl` and the newest sample video."
-    def __init__(self, run_dir: str|Path, # a run folder (`ExperimentConfig.run_dir()`)
+    def __init__(self, run_dir: str|Path, # a run folder (`ExperimentConfig.run_dir(settings)`)
                  keys: tuple[str, ...]=('loss', 'lr', 'samples_per_sec')):
         self.run_dir, self.metric_keys = Path(run_dir), keys
         self.plot, self.status, self.sample_label = W.Image(format='png'), W.HTML(), W.HTML()

@@ -343,7 +343,8 @@ def test_export_ema_and_missing_ema(ck, tmp_path):
 def test_export_by_experiment_name_uses_output_root(ck, tmp_path, monkeypatch):
     cfg = get_experiment('video2world_tiny_full_synthetic')
     monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path / 'root'))
-    run_dir = cfg.run_dir()
+    from cosmos_nb.config import load_settings
+    run_dir = cfg.run_dir(load_settings())   # what the export command reads at its edge: $OUTPUT_ROOT
     run_dir.parent.mkdir(parents=True)
     run, _ = _tiny_run(tmp_path, ck, lora=False, ema=True)
     run.rename(run_dir)
