@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cosmos_nb.dit import (SDPA_BACKENDS, DiTConfig, VideoExtendDiT, apply_activation_checkpointing, compile_blocks,
-                           dit_forward_flops, dit_step_flops)
+from cosmos_nb.dit import SDPA_BACKENDS, DiTConfig, VideoExtendDiT, dit_forward_flops, dit_step_flops
+from cosmos_nb.parallelize import apply_activation_checkpointing, compile_blocks, set_attention
 from cosmos_nb.fp8 import convert_from_fp8, convert_to_fp8, fp8_available, fp8_layers, fp8_mm, quantize_rowwise
 
 DATASHEET_BF16_TFLOPS = {"H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0, "H100 NVL": 835.0, "H200": 989.4}
@@ -185,12 +185,12 @@ def main(argv=None):
     if args.tiny:
         B, T, H, W, M, iters, warmup = 1, 4, 16, 16, 64, 2, 1
         backends = None if args.sdpa_backends == "default" else tuple(args.sdpa_backends.split(","))
-        cfg = DiTConfig.tiny(sdpa_backends=backends)
+        cfg = DiTConfig.tiny()
     else:
         B, T, H, W, M, iters, warmup = args.batch, args.frames, args.height, args.width, args.text_len, args.iters, args.warmup
         backends = None if args.sdpa_backends == "default" else tuple(args.sdpa_backends.split(","))
         preset = DiTConfig.predict1_7b_video2world if args.model == "7b" else DiTConfig.predict1_14b_video2world
-        cfg = preset(sdpa_backends=backends)
+        cfg = preset()
     result = dict(bench="dit", model="tiny" if args.tiny else args.model, device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                   torch=torch.__version__, cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version() if device.type == "cuda" else None,
                   dtype="bfloat16", latent=[B, cfg.out_channels, T, H, W], text=[B, M, cfg.crossattn_emb_channels],
@@ -209,7 +209,7 @@ def main(argv=None):
 
     # 2. the model: random weights, upstream init, cast to bf16 (no checkpoint needed)
     with torch.device(device): model = VideoExtendDiT(cfg)
-    model = model.to(dtype)
+    model = set_attention(model.to(dtype), "sdpa", backends)
     n_params = sum(p.numel() for p in model.parameters())
     x = torch.randn(B, cfg.out_channels, T, H, W, device=device, dtype=dtype)
     c_noise = torch.full((B,), 0.25 * math.log(10.0), device=device, dtype=dtype)
@@ -265,8 +265,8 @@ def main(argv=None):
         result["fwdbwd_skipped"] = "--fp8 keeps weights frozen: time a training step with --lora RANK"
     elif not args.no_backward:
         model.train()
-        apply_activation_checkpointing(model, args.ac != "off", "save_attention" if args.ac == "save_attention" else "full")
-        for block in list(model.blocks.values())[len(model.blocks) - args.ac_skip:]: block.activation_checkpointing = False
+        apply_activation_checkpointing(model, {"off": "none", "on": "full"}.get(args.ac, args.ac))
+        for block in list(model.blocks.values())[len(model.blocks) - args.ac_skip:]: block.__dict__.pop("forward", None)  # the class's forward: not checkpointed
         result["activation_checkpointing"] = args.ac
         result["ac_skip_blocks"] = args.ac_skip
         if args.lora:

@@ -55,7 +55,7 @@ def bench_recipe(recipe: str, a, work: Path) -> dict:
     if not (cache/'index.json').is_file(): cache_latents(name, common, cache)
     over = common + [f'data.latent_cache={cache}', 'checkpoint.load_path=', f'trainer.max_iter={a.iters}',
                      f'checkpoint.save_iter={10**9}', 'trainer.logging_iter=0', 'trainer.sample_every=0', 'trainer.resume=auto',
-                     f'trainer.activation_checkpointing={not a.no_ac}', f'trainer.compile={a.compile}', f'job.name=bench_{recipe}_{time.time_ns()}']
+                     f'parallel.activation_checkpointing={"none" if a.no_ac else "full"}', f'parallel.compile={a.compile}', f'job.name=bench_{recipe}_{time.time_ns()}']
     if not a.tiny:
         over += [f'net.num_blocks={a.blocks}'] + ([f'lora.first_nblocks={a.blocks}'] if recipe == 'lora' else [])
     os.environ['OUTPUT_ROOT'] = str(work/'runs')

@@ -1,6 +1,7 @@
 "Check on a GPU: LoRA adapter gradients with an FP8 base vs a bf16 base (2 blocks at 7B width), eager and compiled, with and without selective checkpointing. Prints one JSON line per case; grad_rel should be a few percent (1.0 means no gradient flowed)."
 import json, sys, torch
-from cosmos_nb.dit import DiTConfig, VideoExtendDiT, apply_activation_checkpointing, compile_blocks
+from cosmos_nb.dit import DiTConfig, VideoExtendDiT
+from cosmos_nb.parallelize import apply_activation_checkpointing, compile_blocks
 from cosmos_nb.fp8 import convert_to_fp8, convert_from_fp8
 from cosmos_nb.lora import apply_lora
 from cosmos_nb.experiments import LoRAConfig
@@ -16,7 +17,7 @@ for comp in (False, True):
             for n, p in m.named_parameters():
                 if 'adaLN_modulation.2' in n: p.normal_(0, 0.02)
         m.requires_grad_(False)
-        if ac != 'off': apply_activation_checkpointing(m, True, ac)
+        if ac != 'off': apply_activation_checkpointing(m, ac)
         apply_lora(m, LoRAConfig(enabled=True, first_nblocks=2, rank=8), dtype=torch.bfloat16)
         with torch.no_grad():
             for n, p in m.named_parameters():

@@ -4,7 +4,7 @@
     python bench/profile_demo_step.py --size tiny --device cpu --iters 2 # a quick CPU check of the script
 
 The trainer is `pretrain_base`'s (its data preparation and overrides: blocks compiled on a GPU; add
-`--extra trainer.compile=false` to time them eagerly), built on `--clips` synthetic clips. It times the loader alone, the
+`--extra parallel.compile=false` to time them eagerly), built on `--clips` synthetic clips. It times the loader alone, the
 training step alone on one fixed batch, and prints a profiler table of the step's top ops. Prints JSON lines.
 """
 import argparse, ast, dataclasses, json, sys, tempfile, time
@@ -18,7 +18,7 @@ from cosmos_nb.train import Trainer, get_experiment
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument('--size', default='small'); p.add_argument('--device', default='cuda')
 p.add_argument('--iters', type=int, default=10); p.add_argument('--clips', type=int, default=32)
-p.add_argument('--extra', nargs='*', default=[], help='more experiment overrides, e.g. trainer.compile=false')
+p.add_argument('--extra', nargs='*', default=[], help='more experiment overrides, e.g. parallel.compile=false')
 p.add_argument('--change', nargs='*', default=[], help='DemoSize fields to change, e.g. video_size=128,128 base_batch_size=32 lr=1e-3')
 p.add_argument('--no-profile', action='store_true', help='skip the profiler tables')
 a = p.parse_args()
@@ -32,7 +32,7 @@ with tempfile.TemporaryDirectory() as tmp:
     ov = _base_overrides(z, a.device, data, stats) + ['trainer.max_iter=100', 'checkpoint.save_iter=100'] + a.extra
     with _env(OUTPUT_ROOT=tmp/'runs'), init_distributed(a.device) as env:
         tr = Trainer(get_experiment('video2world_tiny_full_synthetic', ov), env)
-        print(json.dumps(dict(what='config', activation_checkpointing=tr.cfg.trainer.activation_checkpointing, compile=tr.cfg.trainer.compile,
+        print(json.dumps(dict(what='config', activation_checkpointing=tr.cfg.parallel.activation_checkpointing, compile=tr.cfg.parallel.compile,
                               params=sum(q.numel() for q in tr.inner.parameters()), batch=tr.cfg.data.batch_size)), flush=True)
         it = iter(tr.loader); next(it); t0 = time.time(); n = 0
         for _ in range(min(a.iters, len(tr.loader) - 1)): next(it); n += 1

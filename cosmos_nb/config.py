@@ -14,7 +14,7 @@ from typing import Any
 
 # %% auto #0
 __all__ = ['atomic_write', 'atomic_torch_save', 'load_torch_file', 'Settings', 'load_settings', 'parse_value', 'config_fields',
-           'apply_overrides', 'config_to_dict', 'config_from_dict']
+           'apply_overrides', 'check_literals', 'config_to_dict', 'config_from_dict']
 
 # %% ../nbs/01_config.ipynb #3670d260
 def _umask() -> int:
@@ -105,8 +105,11 @@ def _resolve_type(tp, owner):
 
 def parse_value(text: str, # the right-hand side of `key=value`
                 tp) -> Any: # the field's declared type
-    "Parse a command-line string into `tp` (int, float, bool, str, tuple/list of those, Optional)."
+    "Parse a command-line string into `tp` (int, float, bool, str, a `Literal` of strings, tuple/list of those, Optional)."
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Literal:
+        if text in args: return text
+        raise ValueError(f"{text!r} is not one of {', '.join(map(repr, args))}")
     if origin in (typing.Union, types.UnionType):
         if text.lower() in ('none', 'null'): return None
         errs = []
@@ -157,8 +160,25 @@ def apply_overrides(cfg, # a (nested) dataclass instance; not modified
         fs = config_fields(node)
         if leaf not in fs: raise KeyError(f"unknown config key {key!r}; known in {'.'.join(path) or 'the top level'}: {sorted(fs)}")
         if is_dataclass(getattr(node, leaf)): raise KeyError(f'{key!r} is a section; set one of its fields, e.g. {key}.{fields(getattr(node, leaf))[0].name}=...')
-        setattr(node, leaf, parse_value(text.strip(), fs[leaf]))
+        try: setattr(node, leaf, parse_value(text.strip(), fs[leaf]))
+        except ValueError as e: raise ValueError(f'{key}: {e}') from None
     return cfg
+
+# %% ../nbs/01_config.ipynb #d16099f9
+def _literal_choices(tp) -> tuple|None:
+    "The allowed values of a `Literal[...]` (or `Literal[...] | None`) type, else None."
+    if typing.get_origin(tp) is typing.Literal: return typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        for a in typing.get_args(tp):
+            if typing.get_origin(a) is typing.Literal: return typing.get_args(a) + ((None,) if type(None) in typing.get_args(tp) else ())
+    return None
+
+def check_literals(cfg): # a dataclass instance (call it from `__post_init__`)
+    "Raise a `ValueError` naming the field and the allowed values when a `Literal` field of `cfg` holds anything else."
+    for name, tp in config_fields(cfg).items():
+        choices = _literal_choices(tp)
+        if choices is not None and getattr(cfg, name) not in choices:
+            raise ValueError(f"{type(cfg).__name__}.{name}={getattr(cfg, name)!r}: choose one of {', '.join(map(repr, choices))}")
 
 # %% ../nbs/01_config.ipynb #a817506b
 def config_to_dict(cfg) -> dict:

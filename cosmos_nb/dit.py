@@ -15,28 +15,21 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.checkpoint import checkpoint, create_selective_checkpoint_contexts, CheckpointPolicy
 
 from .config import load_torch_file
 
 # %% auto #0
-__all__ = ['CHECKPOINT_POLICIES', 'SDPA_BACKENDS', 'DiTConfig', 'Patchify', 'PatchEmbed', 'VideoRopePosition3DEmb',
+__all__ = ['SDPA_BACKENDS', 'DEFAULT_SDPA_BACKENDS', 'DiTConfig', 'Patchify', 'PatchEmbed', 'VideoRopePosition3DEmb',
            'rope_cos_sin', 'apply_rotary_pos_emb', 'normalize', 'LearnablePosEmbAxis', 'Timesteps', 'TimestepEmbedding',
-           'attention', 'Attention', 'VideoAttn', 'GPT2FeedForward', 'modulate', 'adaln_chunks', 'DITBuildingBlock',
-           'GeneralDITTransformerBlock', 'FinalLayer', 'unpatchify', 'VideoExtendDiT', 'DiTLoadReport',
-           'read_dit_checkpoint', 'load_dit_checkpoint', 'dit_state_dict_for_upstream',
-           'apply_activation_checkpointing', 'apply_fsdp', 'cp_shard', 'cp_gather', 'apply_context_parallel',
-           'compile_blocks', 'dit_forward_flops', 'dit_attention_flops', 'dit_step_flops']
+           'sdpa_attention', 'naive_attention', 'Attention', 'VideoAttn', 'GPT2FeedForward', 'modulate', 'adaln_chunks',
+           'DITBuildingBlock', 'GeneralDITTransformerBlock', 'FinalLayer', 'unpatchify', 'VideoExtendDiT',
+           'DiTLoadReport', 'read_dit_checkpoint', 'load_dit_checkpoint', 'dit_state_dict_for_upstream',
+           'dit_forward_flops', 'dit_attention_flops', 'dit_step_flops']
 
 # %% ../nbs/06_dit.ipynb #9bb6508f
-CHECKPOINT_POLICIES = ("full", "save_attention")  # what per-block activation checkpointing keeps
-
 _BLOCK_TYPES = {"fa": "fa", "full_attn": "fa", "ca": "ca", "cross_attn": "ca", "mlp": "mlp", "ff": "mlp"}
-SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
-                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
 
 @dataclass
 class DiTConfig:
@@ -80,11 +73,6 @@ class DiTConfig:
     base_fps: int = 24  # temporal RoPE positions are t·base_fps/fps
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
-    # run-time switches (not in checkpoints)
-    activation_checkpointing: bool = False  # recompute each block in backward
-    checkpoint_policy: str = "full"  # "full": recompute everything; "save_attention": keep self-attention outputs (faster, +0.46 GiB/block at 56k tokens)
-    attn_impl: str = "sdpa"  # "sdpa" (flash / cuDNN kernels) or "naive" (softmax(QKᵀ/√d)V, the reference)
-    sdpa_backends: tuple[str, ...] | None = ("cudnn", "flash", "efficient", "math")  # SDPA kernels in priority order; None = PyTorch's choice
 
     def __post_init__(self):
         def need(ok, msg):
@@ -101,11 +89,6 @@ class DiTConfig:
         need(self.pos_emb_interpolation == "crop", "only pos_emb_interpolation='crop' is implemented")
         need(not self.use_cross_attn_mask, "use_cross_attn_mask=True is not implemented (the release uses no mask)")
         need(not self.add_augment_sigma_embedding, "add_augment_sigma_embedding=True is not implemented (never built in the release)")
-        need(self.checkpoint_policy in CHECKPOINT_POLICIES, f"checkpoint_policy={self.checkpoint_policy!r}: use one of {CHECKPOINT_POLICIES}")
-        need(self.attn_impl in ("sdpa", "naive"), f"attn_impl={self.attn_impl!r}: use 'sdpa' or 'naive'")
-        if self.sdpa_backends is not None:
-            self.sdpa_backends = tuple(self.sdpa_backends)
-            need(all(b in SDPA_BACKENDS for b in self.sdpa_backends), f"sdpa_backends={self.sdpa_backends}: choose from {list(SDPA_BACKENDS)}")
 
     @property
     def head_dim(self): return self.model_channels // self.num_heads
@@ -273,14 +256,15 @@ class TimestepEmbedding(nn.Module):
         return (sample, emb) if self.use_adaln_lora else (emb, None)
 
 # %% ../nbs/06_dit.ipynb #6c782f16
-def attention(q, k, v, # q (B, Sq, h, d); k, v (B, Sk, h, d)
-              impl: str = "sdpa", # "sdpa" or "naive" (the written-out reference)
-              backends: tuple[str, ...] | None = None): # SDPA kernels in priority order (keys of `SDPA_BACKENDS`); None: PyTorch's
-    "Unmasked multi-head attention with scale 1/√d: q (B, Sq, h, d), k and v (B, Sk, h, d) -> (B, Sq, h·d)."
+SDPA_BACKENDS = {"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                  "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+DEFAULT_SDPA_BACKENDS = ("cudnn", "flash", "efficient", "math")  # priority order (`bench/bench_dit.py --attn-sweep`)
+
+def sdpa_attention(q, k, v, # q (B, Sq, h, d); k, v (B, Sk, h, d)
+                   backends: tuple[str, ...] | None = DEFAULT_SDPA_BACKENDS): # SDPA kernels in priority order (keys of `SDPA_BACKENDS`); None: PyTorch's
+    "Unmasked multi-head attention with scale 1/√d through `F.scaled_dot_product_attention`: -> (B, Sq, h·d)."
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # B, h, S, d
-    if impl == "naive":
-        o = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) @ v
-    elif backends:
+    if backends:
         with sdpa_kernel([SDPA_BACKENDS[b] for b in backends], set_priority=True):
             o = F.scaled_dot_product_attention(q, k, v)
     else:
@@ -288,20 +272,25 @@ def attention(q, k, v, # q (B, Sq, h, d); k, v (B, Sk, h, d)
     return o.transpose(1, 2).flatten(2)  # B, Sq, h·d
 
 
+def naive_attention(q, k, v): # q (B, Sq, h, d); k, v (B, Sk, h, d)
+    "The reference: softmax(q·kᵀ/√d)·v written out -> (B, Sq, h·d)."
+    q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # B, h, S, d
+    o = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1) @ v  # B, h, Sq, d
+    return o.transpose(1, 2).flatten(2)  # B, Sq, h·d
+
+
 class Attention(nn.Module):
     "Multi-head attention with per-head q/k RMSNorm; self-attention (with RoPE) when `context_dim` is None, else cross-attention."
-    def __init__(self, query_dim: int, context_dim: int | None = None, heads: int = 8, dim_head: int = 64, eps: float = 1e-6,
-                 attn_impl: str = "sdpa", sdpa_backends: tuple[str, ...] | None = None):
+    def __init__(self, query_dim: int, context_dim: int | None = None, heads: int = 8, dim_head: int = 64, eps: float = 1e-6):
         super().__init__()
         self.is_selfattn = context_dim is None
         self.query_dim, self.context_dim = query_dim, query_dim if context_dim is None else context_dim
         self.heads, self.dim_head, self.inner_dim = heads, dim_head, heads * dim_head
-        self.attn_impl, self.sdpa_backends = attn_impl, sdpa_backends
         self.to_q = nn.Sequential(nn.Linear(query_dim, self.inner_dim, bias=False), nn.RMSNorm(dim_head, eps=eps))
         self.to_k = nn.Sequential(nn.Linear(self.context_dim, self.inner_dim, bias=False), nn.RMSNorm(dim_head, eps=eps))
         self.to_v = nn.Sequential(nn.Linear(self.context_dim, self.inner_dim, bias=False), nn.Identity())
         self.to_out = nn.Sequential(nn.Linear(self.inner_dim, query_dim, bias=False), nn.Dropout(0.0))
-        self.kv_gather = None  # set by `apply_context_parallel` on self-attention: all-gathers k, v over the token shards
+        self.attend = sdpa_attention  # (q, k, v) -> o; `cosmos_nb.parallelize` may replace it (kernels, context parallelism)
 
     def forward(self, x, context=None, rope=None):
         "x (B, L, D); context (B, M, C) for cross-attention; rope = (cos, sin) from `rope_cos_sin`."
@@ -312,8 +301,7 @@ class Attention(nn.Module):
         v = self.to_v[1](self.to_v[0](context).unflatten(-1, heads))  # B, S, h, d
         if self.is_selfattn and rope is not None:
             q, k = apply_rotary_pos_emb(q, *rope), apply_rotary_pos_emb(k, *rope)
-        if self.kv_gather is not None: k, v = self.kv_gather(k), self.kv_gather(v)  # B, L_all, h, d: every rank's keys
-        o = attention(q, k, v, self.attn_impl, self.sdpa_backends)  # B, L, h·d
+        o = self.attend(q, k, v)  # B, L, h·d
         return self.to_out(o)  # B, L, D
 
 # %% ../nbs/06_dit.ipynb #74ea87e4
@@ -337,18 +325,6 @@ class GPT2FeedForward(nn.Module):
     def forward(self, x): return self.layer2(self.activation(self.layer1(x)))
 
 # %% ../nbs/06_dit.ipynb #483957d4
-_SDPA_OPS = {getattr(torch.ops.aten, n).default for n in ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention",
-             "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu") if hasattr(torch.ops.aten, n)}
-
-def _keep_self_attention(ctx, op, *args, **kwargs):
-    "Selective-checkpoint policy: save the outputs of self-attention kernels (q and k have the same length), recompute the rest."
-    if op in _SDPA_OPS and args[0].shape[-2] == args[1].shape[-2]: return CheckpointPolicy.MUST_SAVE
-    return CheckpointPolicy.PREFER_RECOMPUTE
-
-def _save_self_attention_context():
-    return create_selective_checkpoint_contexts(_keep_self_attention)
-
-
 def modulate(x, shift, scale):
     "x·(1 + scale) + shift with (B, 1, D) shift/scale."
     return torch.addcmul(shift, x, 1 + scale)
@@ -388,21 +364,11 @@ class GeneralDITTransformerBlock(nn.Module):
     def __init__(self, x_dim: int, context_dim: int, num_heads: int, block_config: str, **kwargs):
         super().__init__()
         self.blocks = nn.ModuleList([DITBuildingBlock(b, x_dim, context_dim, num_heads, **kwargs) for b in block_config.split("-")])
-        self.activation_checkpointing = False  # set from outside by `apply_activation_checkpointing`
-        self.checkpoint_policy = "full"
-
-    def _forward(self, x, emb, crossattn_emb, rope, adaln_lora, extra_pos_emb):
-        if extra_pos_emb is not None: x = x + extra_pos_emb  # B, L, D
-        for block in self.blocks: x = block(x, emb, crossattn_emb, rope, adaln_lora)
-        return x
 
     def forward(self, x, emb, crossattn_emb, rope=None, adaln_lora=None, extra_pos_emb=None):
-        args = (x, emb, crossattn_emb, rope, adaln_lora, extra_pos_emb)
-        if self.activation_checkpointing and torch.is_grad_enabled():
-            if self.checkpoint_policy == "save_attention":
-                return checkpoint(self._forward, *args, use_reentrant=False, context_fn=_save_self_attention_context)
-            return checkpoint(self._forward, *args, use_reentrant=False)
-        return self._forward(*args)
+        if extra_pos_emb is not None: x = x + extra_pos_emb  # B, L, D
+        for block in self.blocks: x = block(x, emb, crossattn_emb, rope, adaln_lora)  # FA, CA, MLP
+        return x  # B, L, D
 
 # %% ../nbs/06_dit.ipynb #c0e3f039
 class FinalLayer(nn.Module):
@@ -440,15 +406,12 @@ class VideoExtendDiT(nn.Module):
                                                    c.rope_h_extrapolation_ratio, c.rope_w_extrapolation_ratio, c.rope_t_extrapolation_ratio)
         if c.extra_per_block_abs_pos_emb: self.extra_pos_embedder = LearnablePosEmbAxis(D, len_h, len_w, len_t)
         self.t_embedder = nn.Sequential(Timesteps(D), TimestepEmbedding(D, D, use_adaln_lora=c.use_adaln_lora))
-        kw = dict(mlp_ratio=c.mlp_ratio, use_adaln_lora=c.use_adaln_lora, adaln_lora_dim=c.adaln_lora_dim, eps=c.norm_eps,
-                  attn_impl=c.attn_impl, sdpa_backends=c.sdpa_backends)
+        kw = dict(mlp_ratio=c.mlp_ratio, use_adaln_lora=c.use_adaln_lora, adaln_lora_dim=c.adaln_lora_dim, eps=c.norm_eps)
         self.blocks = nn.ModuleDict({f"block{i}": GeneralDITTransformerBlock(D, c.crossattn_emb_channels, c.num_heads, c.block_config, **kw)
                                      for i in range(c.num_blocks)})
         self.final_layer = FinalLayer(D, ps, pt, c.out_channels, c.use_adaln_lora, c.adaln_lora_dim, c.norm_eps)
         self.affline_norm = nn.RMSNorm(D, eps=c.norm_eps) if c.affline_emb_norm else nn.Identity()
-        self.cp_group = None  # context parallelism (`apply_context_parallel`): this rank holds one slice of the tokens
         self.init_weights()
-        if c.activation_checkpointing: apply_activation_checkpointing(self)
 
     def init_weights(self):
         "Upstream init: xavier-uniform Linears, N(0, 0.02) timestep MLP, zeroed sub-block adaLN outputs, trunc-normal pos-embs."
@@ -499,9 +462,6 @@ class VideoExtendDiT(nn.Module):
         # 2. positions, computed once and shared by all blocks
         rope = rope_cos_sin(self.pos_embedder(T_, H_, W_, fps), dtype)  # (L, 1, d) cos, sin
         extra_pos_emb = self.extra_pos_embedder(T_, H_, W_)[None] if c.extra_per_block_abs_pos_emb else None  # 1, L, D
-        if self.cp_group is not None:  # context parallel: keep this rank's contiguous slice of tokens and of their positions
-            x, rope = cp_shard(x, 1, self.cp_group), tuple(cp_shard(r, 0, self.cp_group) for r in rope)  # B, L/N, D
-            if extra_pos_emb is not None: extra_pos_emb = cp_shard(extra_pos_emb, 1, self.cp_group)  # 1, L/N, D
         # 3. noise level -> conditioning vector and the shared adaLN-LoRA vector
         t_emb, adaln_lora = self.t_embedder[1](self.t_embedder[0](timesteps).to(dtype))  # B, D ; B, 3D
         emb = self.affline_norm(t_emb)  # B, D
@@ -511,7 +471,6 @@ class VideoExtendDiT(nn.Module):
             x = block(x, emb, crossattn_emb, rope, adaln_lora, extra_pos_emb)  # B, L, D
         # 5. tokens -> video
         x = self.final_layer(x, emb, adaln_lora)  # B, L, p·p·t·C
-        if self.cp_group is not None: x = cp_gather(x, 1, self.cp_group)  # B, L, p·p·t·C from all ranks
         return unpatchify(x, T_, H_, W_, c.patch_spatial, c.patch_temporal)  # B, C, T, H, W
 
 # %% ../nbs/06_dit.ipynb #b36d3f8d
@@ -612,63 +571,6 @@ def dit_state_dict_for_upstream(model: nn.Module, # the DiT (FSDP2-sharded is fi
     sd = {f"net.{_clean_key(k)}": full(v) for k, v in model.state_dict().items()}
     if logvar is not None: sd.update({f"logvar.{k}": full(v) for k, v in logvar.state_dict().items()})
     return sd
-
-# %% ../nbs/06_dit.ipynb #d41cfead
-def apply_activation_checkpointing(model: VideoExtendDiT,
-                                   enabled: bool = True, # False switches it off again
-                                   policy: str | None = None): # "full" or "save_attention" (default: the model config's)
-    "Switch per-block activation checkpointing on or off; names and keys are unchanged."
-    policy = policy or getattr(model.config, "checkpoint_policy", "full")
-    if policy not in CHECKPOINT_POLICIES: raise ValueError(f"checkpoint policy {policy!r}: use one of {CHECKPOINT_POLICIES}")
-    for block in model.blocks.values(): block.activation_checkpointing, block.checkpoint_policy = enabled, policy
-    return model
-
-
-def apply_fsdp(model: VideoExtendDiT,
-               mesh=None, # a 1-D `DeviceMesh` (None: all ranks of the default group)
-               mp_policy=None, # e.g. `MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)`
-               reshard_after_forward: bool = True): # False keeps parameters gathered between forward and backward (more memory)
-    "Shard `model` with FSDP2: one `fully_shard` unit per transformer block, the rest in the root unit."
-    kw = dict(mesh=mesh, reshard_after_forward=reshard_after_forward)
-    if mp_policy is not None: kw["mp_policy"] = mp_policy
-    for block in model.blocks.values(): fully_shard(block, **kw)
-    fully_shard(model, **kw)
-    return model
-
-
-def cp_shard(t: torch.Tensor, dim: int, group) -> torch.Tensor:
-    "This rank's contiguous slice of `t` along `dim` (the token axis is t-major, so a slice is a run of latent frames)."
-    import torch.distributed as dist
-    n, r = dist.get_world_size(group), dist.get_rank(group)
-    if t.shape[dim] % n:
-        raise ValueError(f"context parallelism over {n} ranks needs the token count ({t.shape[dim]}) to divide by {n}: "
-                         f"use a number of GPUs that divides the latent frame count (16 for 121 frames: 1, 2, 4, 8 or 16)")
-    return t.chunk(n, dim)[r]
-
-
-def cp_gather(t: torch.Tensor, dim: int, group) -> torch.Tensor:
-    "Concatenate every rank's slice along `dim` (differentiable all-gather)."
-    import torch.distributed.nn.functional as dist_fn
-    return torch.cat(dist_fn.all_gather(t.contiguous(), group=group), dim)
-
-
-def apply_context_parallel(model: VideoExtendDiT,
-                           group=None): # a process group (None: the default group of all ranks)
-    "Split the token sequence over the ranks of `group`: each rank runs its slice, self-attention all-gathers k and v."
-    import torch.distributed as dist
-    group = group or dist.group.WORLD
-    model.cp_group = group
-    for block in model.blocks.values():
-        for sub in block.blocks:
-            if sub.block_type == "fa": sub.block.attn.kv_gather = partial(cp_gather, dim=1, group=group)
-    return model
-
-
-def compile_blocks(model: VideoExtendDiT,
-                   **compile_kwargs): # passed to `torch.compile` (e.g. fullgraph=True, mode="max-autotune")
-    "`torch.compile` every transformer block in place (keys unchanged)."
-    for block in model.blocks.values(): block.compile(**compile_kwargs)
-    return model
 
 # %% ../nbs/06_dit.ipynb #8fdd3656
 def dit_forward_flops(config: DiTConfig,

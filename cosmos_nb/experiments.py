@@ -9,16 +9,17 @@ from __future__ import annotations
 import difflib, math
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
-from typing import Callable
-from .config import apply_overrides, Settings, config_to_dict, config_from_dict
+from typing import Callable, Literal
+from .config import apply_overrides, check_literals, Settings, config_to_dict, config_from_dict
 from .dit import DiTConfig
 from .diffusion import DiffusionConfig
+from .parallelize import ParallelConfig
 
 # %% auto #0
-__all__ = ['EXPERIMENTS', 'EXPERIMENT_GPUS', 'JobConfig', 'TokenizerChoice', 'DataConfig', 'OptimizerConfig', 'SchedulerConfig',
-           'EMAConfig', 'LoRAConfig', 'TrainerConfig', 'CheckpointConfig', 'ExperimentConfig', 'register_experiment',
-           'list_experiments', 'UnknownExperimentError', 'unknown_experiment_message', 'get_experiment',
-           'video2world_7b_example_hdvila', 'video2world_7b_lora_example_cosmos_nemo_assets',
+__all__ = ['EXPERIMENTS', 'EXPERIMENT_GPUS', 'MOVED_KEYS', 'JobConfig', 'TokenizerChoice', 'DataConfig', 'OptimizerConfig',
+           'SchedulerConfig', 'EMAConfig', 'LoRAConfig', 'TrainerConfig', 'CheckpointConfig', 'ExperimentConfig',
+           'register_experiment', 'list_experiments', 'UnknownExperimentError', 'unknown_experiment_message',
+           'get_experiment', 'video2world_7b_example_hdvila', 'video2world_7b_lora_example_cosmos_nemo_assets',
            'video2world_7b_example_cosmos_nemo_assets', 'video2world_7b_example_cosmos_nemo_assets_4gpu_80gb',
            'video2world_7b_example_cosmos_nemo_assets_8gpu_40gb', 'video2world_7b_example_cosmos_nemo_assets_4gpu_40gb',
            'video2world_tiny_lora_synthetic', 'video2world_tiny_full_synthetic', 'resolve_experiment',
@@ -35,14 +36,17 @@ class JobConfig:
 @dataclass
 class TokenizerChoice:
     "Which video tokenizer turns pixels into latents, and where its weights are."
-    kind: str = 'cv8x8x8'   # 'cv8x8x8' (official Cosmos-Tokenize1-CV8x8x8-720p weights), 'tiny' (random, tests), 'wavelet' (weight-free Haar, CPU demo)
+    kind: Literal['cv8x8x8', 'tiny', 'wavelet'] = 'cv8x8x8'   # 'cv8x8x8' (official Cosmos-Tokenize1-CV8x8x8-720p weights), 'tiny' (random, tests), 'wavelet' (weight-free Haar, CPU demo)
     path: str = 'checkpoints/Cosmos-Tokenize1-CV8x8x8-720p'  # folder with encoder.jit, decoder.jit, mean_std.pt (kind 'cv8x8x8')
     dtype: str = 'bfloat16'
+
+    def __post_init__(self): check_literals(self)
 
 @dataclass
 class DataConfig:
     "The training videos and how windows are cut from them (upstream `Dataset`, `diffusion/training/datasets/dataset_video.py`)."
     dataset_dir: str = 'datasets/hdvila'
+    source: str = ''                          # where the clips come from: 'hdvila', 'cosmos_nemo_assets', 'synthetic' or '' (your own); picks the fix a missing dataset is reported with
     num_frames: int = 121                     # frames per training window (1 + 8k)
     video_size: tuple[int, int] = (720, 1280) # (H, W) every frame is stretched to
     sequence_interval: int = 1                # stride between frames of a window
@@ -85,22 +89,21 @@ class LoRAConfig:
 
 @dataclass
 class TrainerConfig:
-    "The loop: iterations, logging, parallelism, precision, sampling previews, resume."
+    "The loop: iterations, logging, precision, sampling previews, resume (how the network runs is `ParallelConfig`)."
     max_iter: int = 2000
     logging_iter: int = 200
     seed: int = 0
     grad_accum_iter: int = 1                   # micro-batches per optimizer step (gradients summed, synced across ranks once)
     clip_grad_norm: float = 1.0
-    distributed: str = 'fsdp'                  # 'fsdp' (full fine-tune, FSDP2 per block) or 'ddp' (LoRA)
-    activation_checkpointing: bool = True
-    compile: bool = False                      # torch.compile each block
     fp8: bool = False                          # LoRA only: the frozen base's block Linears in FP8 e4m3 (cosmos_nb.fp8); needs compute capability >= 8.9
     fp8_backward: bool = False                 # with fp8: input gradients in FP8 too
-    device: str = 'auto'                       # 'auto' (cuda when present), 'cuda', 'cpu'
-    resume: str = 'auto'                       # 'auto': continue from the newest complete checkpoint; 'none': start fresh
+    device: Literal['auto', 'cuda', 'cpu'] = 'auto'   # 'auto': cuda when present
+    resume: str = 'auto'                       # 'auto': continue from the newest complete checkpoint; 'none': start fresh; or a checkpoint file or folder
     sample_every: int = 0                      # write preview videos every K iterations (0: never)
     sample_steps: int = 35
     loggers: tuple[str, ...] = ('jsonl',)     # experiment tracking: jsonl (always on), tensorboard, wandb
+
+    def __post_init__(self): check_literals(self)
 
 @dataclass
 class CheckpointConfig:
@@ -116,6 +119,7 @@ class ExperimentConfig:
     "Everything a post-training run needs, as one typed, overridable object."
     job: JobConfig = field(default_factory=JobConfig)
     net: DiTConfig = field(default_factory=DiTConfig.predict1_7b_video2world)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     tokenizer: TokenizerChoice = field(default_factory=TokenizerChoice)
     data: DataConfig = field(default_factory=DataConfig)
@@ -131,6 +135,19 @@ class ExperimentConfig:
         return Path(settings.output_root)/self.job.project/self.job.group/self.job.name
 
     def checkpoint_dir(self, settings: Settings) -> Path: return self.run_dir(settings)/'checkpoints'
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ExperimentConfig: # as `config_to_dict` wrote it, into a run's config.json
+        "Rebuild a config; runs written before the `parallel` section (its keys were in `trainer` and `net`) still load."
+        d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+        trainer, net = d.setdefault('trainer', {}), d.setdefault('net', {})
+        if 'parallel' not in d:
+            on = trainer.get('activation_checkpointing', True)
+            d['parallel'] = dict(data_parallel=trainer.get('distributed', 'fsdp'), compile=trainer.get('compile', False),
+                                 activation_checkpointing=net.get('checkpoint_policy', 'full') if on else 'none')
+        for k in ('distributed', 'activation_checkpointing', 'compile'): trainer.pop(k, None)
+        for k in ('activation_checkpointing', 'checkpoint_policy', 'attn_impl', 'sdpa_backends'): net.pop(k, None)
+        return config_from_dict(cls, d)
 
     def _repr_markdown_(self):
         rows = [f'| `{sec.name}.{k}` | {v} |' for sec in fields(self) for k, v in asdict(getattr(self, sec.name)).items()]
@@ -163,10 +180,17 @@ def unknown_experiment_message(name: str, # the name asked for
     hint = f"; did you mean {' or '.join(close)}?" if close else ''
     return f'unknown experiment {name!r}{hint}' + (f' (registered experiments: {", ".join(list_experiments())})' if list_all else '')
 
+MOVED_KEYS = {'trainer.distributed': 'parallel.data_parallel', 'trainer.activation_checkpointing': 'parallel.activation_checkpointing',
+              'trainer.compile': 'parallel.compile', 'net.checkpoint_policy': 'parallel.activation_checkpointing',
+              'net.attn_impl': 'parallel.attention', 'net.sdpa_backends': 'parallel.sdpa_backends'}   # keys of older versions
+
 def get_experiment(name: str, # a registered experiment name
                    overrides: list[str]|tuple=()) -> ExperimentConfig: # dotted `key=value` overrides
     "Build the named experiment's config and apply overrides; unknown names list the known ones."
     if name not in EXPERIMENTS: raise UnknownExperimentError(unknown_experiment_message(name))
+    for ov in overrides:
+        if (key := ov.split('=', 1)[0].strip()) in MOVED_KEYS:
+            raise KeyError(f"{key} is now {MOVED_KEYS[key]} (how the network runs has its own section): write {MOVED_KEYS[key]}=...")
     cfg = EXPERIMENTS[name]()
     if cfg.job.name != name: cfg = replace(cfg, job=replace(cfg.job, name=name))
     return apply_overrides(cfg, list(overrides))
@@ -176,18 +200,19 @@ def _full_7b(name: str, data: DataConfig, ema: bool=True) -> ExperimentConfig:
     "Upstream's full post-training of the 7B Video2World model (FSDP, 2000 iterations) on `data`."
     return ExperimentConfig(
         job=JobConfig(name=name),
-        net=DiTConfig.predict1_7b_video2world(activation_checkpointing=True, checkpoint_policy='save_attention'),
+        net=DiTConfig.predict1_7b_video2world(),
+        parallel=ParallelConfig(data_parallel='fsdp', activation_checkpointing='save_attention'),
         data=data,
         optimizer=OptimizerConfig(lr=2**-14.3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-10),
         scheduler=SchedulerConfig(warm_up_steps=2500, f_start=1e-6, f_max=1.0, f_min=1.0),
         ema=EMAConfig(enabled=ema, rate=0.1),
-        trainer=TrainerConfig(max_iter=2000, logging_iter=200, distributed='fsdp', activation_checkpointing=True),
+        trainer=TrainerConfig(max_iter=2000, logging_iter=200),
         checkpoint=CheckpointConfig(save_iter=200))
 
 @register_experiment(gpus='8 × 80 GB')
 def video2world_7b_example_hdvila() -> ExperimentConfig:
     "Full post-training of the 7B model on the HD-VILA-100M example clips (upstream's first example)."
-    return _full_7b('video2world_7b_example_hdvila', DataConfig(dataset_dir='datasets/hdvila', num_frames=121, video_size=(720, 1280)))
+    return _full_7b('video2world_7b_example_hdvila', DataConfig(dataset_dir='datasets/hdvila', source='hdvila', num_frames=121, video_size=(720, 1280)))
 
 # %% ../nbs/08_experiments.ipynb #fdabe106
 @register_experiment(gpus='4 × 80 GB')
@@ -195,13 +220,14 @@ def video2world_7b_lora_example_cosmos_nemo_assets() -> ExperimentConfig:
     "LoRA post-training of the 7B model on Cosmos-NeMo-Assets (rank-8 adapters, the base frozen)."
     return ExperimentConfig(
         job=JobConfig(name='video2world_7b_lora_example_cosmos_nemo_assets'),
-        net=DiTConfig.predict1_7b_video2world(activation_checkpointing=True, checkpoint_policy='save_attention'),
-        data=DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=121, video_size=(480, 848)),
+        net=DiTConfig.predict1_7b_video2world(),
+        parallel=ParallelConfig(data_parallel='ddp', activation_checkpointing='save_attention'),
+        data=DataConfig(dataset_dir='datasets/cosmos_nemo_assets', source='cosmos_nemo_assets', num_frames=121, video_size=(480, 848)),
         optimizer=OptimizerConfig(lr=1e-4),
         scheduler=SchedulerConfig(warm_up_steps=0, f_start=1.0, f_max=1.0, f_min=1.0),
         ema=EMAConfig(enabled=False),
         lora=LoRAConfig(enabled=True, first_nblocks=28, rank=8, scale=1.0),
-        trainer=TrainerConfig(max_iter=5000, logging_iter=200, distributed='ddp', activation_checkpointing=True),
+        trainer=TrainerConfig(max_iter=5000, logging_iter=200),
         checkpoint=CheckpointConfig(save_iter=1000))
 
 # %% ../nbs/08_experiments.ipynb #5eb7923d
@@ -209,25 +235,25 @@ def video2world_7b_lora_example_cosmos_nemo_assets() -> ExperimentConfig:
 def video2world_7b_example_cosmos_nemo_assets() -> ExperimentConfig:
     "Full post-training of the 7B model on Cosmos-NeMo-Assets (what upstream's current guide runs)."
     return _full_7b('video2world_7b_example_cosmos_nemo_assets',
-                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=121, video_size=(720, 1280)))
+                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', source='cosmos_nemo_assets', num_frames=121, video_size=(720, 1280)))
 
 @register_experiment(gpus='4 × 80 GB')
 def video2world_7b_example_cosmos_nemo_assets_4gpu_80gb() -> ExperimentConfig:
     "Full post-training on Cosmos-NeMo-Assets with 4 GPUs of 80 GB: smaller frames."
     return _full_7b('video2world_7b_example_cosmos_nemo_assets_4gpu_80gb',
-                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=8 * 15 + 1, video_size=(384, 384)))
+                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', source='cosmos_nemo_assets', num_frames=8 * 15 + 1, video_size=(384, 384)))
 
 @register_experiment(gpus='8 × 40 GB')
 def video2world_7b_example_cosmos_nemo_assets_8gpu_40gb() -> ExperimentConfig:
     "Full post-training on Cosmos-NeMo-Assets with 8 GPUs of 40 GB: short, small clips, no EMA."
     return _full_7b('video2world_7b_example_cosmos_nemo_assets_8gpu_40gb',
-                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=8 * 3 + 1, video_size=(384, 384)), ema=False)
+                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', source='cosmos_nemo_assets', num_frames=8 * 3 + 1, video_size=(384, 384)), ema=False)
 
 @register_experiment(gpus='4 × 40 GB')
 def video2world_7b_example_cosmos_nemo_assets_4gpu_40gb() -> ExperimentConfig:
     "Full post-training on Cosmos-NeMo-Assets with 4 GPUs of 40 GB: short, tiny clips, no EMA."
     return _full_7b('video2world_7b_example_cosmos_nemo_assets_4gpu_40gb',
-                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', num_frames=8 * 3 + 1, video_size=(192, 192), num_workers=0),
+                    DataConfig(dataset_dir='datasets/cosmos_nemo_assets', source='cosmos_nemo_assets', num_frames=8 * 3 + 1, video_size=(192, 192), num_workers=0),
                     ema=False)
 
 # %% ../nbs/08_experiments.ipynb #6943b11c
@@ -237,13 +263,13 @@ def _tiny(name: str, lora: bool) -> ExperimentConfig:
         net=DiTConfig.tiny(),
         diffusion=DiffusionConfig(num_steps=10),
         tokenizer=TokenizerChoice(kind='tiny', path='', dtype='float32'),
-        data=DataConfig(dataset_dir='datasets/synthetic', num_frames=17, video_size=(32, 32), num_workers=0, pin_memory=False),
+        data=DataConfig(dataset_dir='datasets/synthetic', source='synthetic', num_frames=17, video_size=(32, 32), num_workers=0, pin_memory=False),
         optimizer=OptimizerConfig(lr=1e-3 if lora else 3e-4),
         scheduler=SchedulerConfig(warm_up_steps=0 if lora else 5, f_start=1.0 if lora else 1e-6),
         ema=EMAConfig(enabled=not lora),
         lora=LoRAConfig(enabled=lora, first_nblocks=2, rank=4),
-        trainer=TrainerConfig(max_iter=20, logging_iter=5, distributed='ddp' if lora else 'fsdp', activation_checkpointing=False,
-                              device='cpu', sample_steps=10),
+        parallel=ParallelConfig(data_parallel='ddp' if lora else 'fsdp', activation_checkpointing='none'),
+        trainer=TrainerConfig(max_iter=20, logging_iter=5, device='cpu', sample_steps=10),
         checkpoint=CheckpointConfig(load_path='', strict=True, save_iter=10))
 
 @register_experiment
@@ -275,19 +301,20 @@ def _split_experiment(experiment: str|None, overrides: list[str]) -> tuple[str, 
     return name, rest
 
 # %% ../nbs/08_experiments.ipynb #204428b8
-def _dataset_fixes(root: Path) -> tuple[str, str, str]:
-    "How to make the videos, the captions and the T5 embeddings of dataset folder `root` (known by its name)."
+def _dataset_fixes(data: DataConfig) -> tuple[str, str, str]:
+    "How to make the videos, the captions and the T5 embeddings of `data.dataset_dir`: the recipe says where its clips come from (`data.source`)."
+    root = Path(data.dataset_dir)
     t5 = f'cosmos-nb t5-embed {root}'
-    if 'hdvila' in root.name:
+    if data.source == 'hdvila':
         get = f'cosmos-nb download-hdvila --dataset_path {root} --do_download --do_clip'
         return get, f'{get} (it writes the captions too)', t5
-    if 'nemo' in root.name:
+    if data.source == 'cosmos_nemo_assets':
         get = f'cosmos-nb download-nemo-assets --dataset_path {root}'
         return get, f'{get} (it writes the captions too)', t5
-    if 'synthetic' in root.name:
-        make = (f"make the synthetic dataset (clips, captions, toy T5 embeddings): python -c \"from cosmos_nb.data import "
-                f"make_synthetic_dataset; make_synthetic_dataset('{root}', n_videos=8, num_frames=17, size=(32, 32))\"; "
-                "or run `cosmos-nb demo` and train on its clips: data.dataset_dir=outputs/demo/datasets/posttrain")
+    if data.source == 'synthetic':
+        H, W = data.video_size
+        make = (f'cosmos-nb make-synthetic-dataset {root} --num_frames {data.num_frames} --size {H} {W} (clips, captions and toy '
+                "T5 embeddings), or train on the demo's clips after `cosmos-nb demo`: data.dataset_dir=outputs/demo/datasets/posttrain")
         return make, make, make
     return (f'put your clips in {root}/videos/*.mp4 (upstream layout: videos/, metas/, t5_xxl/)',
             f"write one caption per clip to {root}/metas/<clip>.txt, or let {t5} --prompt 'A video of ...' write them", t5)

@@ -29,7 +29,7 @@ def post_trained_dir(base: str=DIT_DIR, # the base model's folder name
     return base + (POST_TRAINED_LORA if lora else POST_TRAINED)
 
 # %% ../nbs/01b_layout.ipynb #11ecffa2
-_RUNTIME_FIELDS = ('activation_checkpointing', 'checkpoint_policy', 'attn_impl', 'sdpa_backends')   # how to run, not what the network is
+_LEGACY_RUNTIME_FIELDS = ('activation_checkpointing', 'checkpoint_policy', 'attn_impl', 'sdpa_backends')   # run-time switches older DiTConfigs carried: ignored on read
 
 def dit_preset(name: str) -> DiTConfig: # a folder name such as 'Cosmos-Predict1-14B-Video2World_post-trained'
     "The released network a folder name stands for: 14B if it says so, else 7B."
@@ -40,7 +40,7 @@ def write_model_config(folder: str|Path, # the folder of a model.pt
                        lora: LoRAConfig|None=None, # LoRA settings, when the weights include adapters
                        **info) -> Path: # anything else worth keeping (e.g. the run it came from)
     "Write `config.json`: the `DiTConfig` (and LoRA settings) that `model.pt` in the same folder needs."
-    d = dict(format='cosmos-nb', net={k: v for k, v in config_to_dict(net).items() if k not in _RUNTIME_FIELDS}, **info)
+    d = dict(format='cosmos-nb', net=config_to_dict(net), **info)
     if lora is not None and lora.enabled: d['lora'] = asdict(lora)
     path = Path(folder)/MODEL_CONFIG_FILE
     with atomic_write(path, 'w') as f: json.dump(d, f, indent=1)
@@ -52,6 +52,6 @@ def read_model_config(folder: str|Path) -> DiTConfig: # the folder of a model.pt
     try: d = json.loads((folder/MODEL_CONFIG_FILE).read_text())
     except (OSError, ValueError): d = {}
     if not (isinstance(d, dict) and d.get('format') == 'cosmos-nb' and isinstance(d.get('net'), dict)): return dit_preset(folder.name)
-    try: return DiTConfig(**d['net'])
+    try: return DiTConfig(**{k: v for k, v in d['net'].items() if k not in _LEGACY_RUNTIME_FIELDS})
     except (TypeError, ValueError) as e:
         raise ValueError(f'{folder/MODEL_CONFIG_FILE}: not a valid DiTConfig ({e}); delete it to use the {dit_preset(folder.name).model_channels}-wide preset') from e

@@ -1,5 +1,5 @@
 """Checks of cosmos_nb.dit that do not belong in the docs: full-size key lists, an independent float64 reference,
-checkpoint layouts, compile / FSDP2 / activation checkpointing."""
+checkpoint layouts. Parallelism, checkpointing and compile: tests/test_parallelize.py."""
 import io, math, os, pickle, tempfile
 
 import pytest
@@ -10,17 +10,18 @@ import torch.nn.functional as F
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from cosmos_nb import dit
-from cosmos_nb.dit import (DiTConfig, VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, dit_forward_flops,
-                           dit_state_dict_for_upstream, load_dit_checkpoint, rope_cos_sin)
+from cosmos_nb.dit import (DiTConfig, VideoExtendDiT, dit_forward_flops, dit_state_dict_for_upstream, load_dit_checkpoint,
+                           naive_attention, rope_cos_sin, sdpa_attention)
+from cosmos_nb.parallelize import set_attention
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
 
-def tiny_model(seed=0, dtype=torch.float32, **overrides):
+def tiny_model(seed=0, dtype=torch.float32, attention="sdpa", backends=dit.DEFAULT_SDPA_BACKENDS, **overrides):
     "A tiny model whose every weight is random (upstream zero-inits the sub-block adaLN outputs; that would hide bugs)."
     torch.manual_seed(seed)
-    m = VideoExtendDiT(DiTConfig.tiny(**overrides))
+    m = set_attention(VideoExtendDiT(DiTConfig.tiny(**overrides)), attention, backends)
     with torch.no_grad():
         for name, p in m.named_parameters():
             if "adaLN_modulation.2" in name or "to_q.1" in name or "to_k.1" in name or "affline_norm" in name:
@@ -176,7 +177,7 @@ def reference_forward(m, x, t, ctx, fps, pad_latent, cond):
 
 @pytest.mark.parametrize("attn_impl", ["sdpa", "naive"])
 def test_float64_reference_equals_model(attn_impl):
-    m = tiny_model(attn_impl=attn_impl).double()
+    m = tiny_model(attention=attn_impl).double()
     x, t, ctx, cond = inputs(B=2, T=3, H=6, W=8, M=16)
     pad = torch.zeros(2, 1, 6, 8)
     pad[1, :, :, 5:] = 1
@@ -189,9 +190,9 @@ def test_float64_reference_equals_model(attn_impl):
 
 def test_sdpa_equals_naive_attention_float64():
     q, k, v = torch.randn(3, 2, 40, 4, 32, dtype=torch.float64)
-    torch.testing.assert_close(dit.attention(q, k, v), dit.attention(q, k, v, impl="naive"), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(sdpa_attention(q, k, v), naive_attention(q, k, v), rtol=1e-10, atol=1e-10)
     ref = torch.einsum("bqhk,bkhd->bqhd", torch.einsum("bqhd,bkhd->bqhk", q, k).div(math.sqrt(32)).softmax(-1), v).flatten(2)
-    torch.testing.assert_close(dit.attention(q, k, v), ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(sdpa_attention(q, k, v), ref, rtol=1e-10, atol=1e-10)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -341,62 +342,6 @@ def test_bf16_close_to_fp32():
     assert all(p.grad.dtype == torch.bfloat16 for p in m16.parameters())
 
 
-def test_activation_checkpointing_same_grads():
-    def grads(ac):
-        m = tiny_model(activation_checkpointing=ac)
-        assert all(b.activation_checkpointing == ac for b in m.blocks.values())
-        x, t, ctx, cond = inputs(M=16)
-        m(x, t, ctx, fps=24, condition_video_input_mask=cond).square().mean().backward()
-        return {k: p.grad for k, p in m.named_parameters()}, list(m.state_dict())
-    (g0, k0), (g1, k1) = grads(False), grads(True)
-    assert k0 == k1  # names unchanged
-    for k in g0: torch.testing.assert_close(g0[k], g1[k])
-    m = apply_activation_checkpointing(tiny_model(), True)
-    assert all(b.activation_checkpointing for b in m.blocks.values())
-
-
-def test_no_graph_breaks_in_a_block():
-    m = tiny_model()
-    blk = m.blocks["block1"]
-    args = (torch.randn(2, 48, 64), torch.randn(2, 64), torch.randn(2, 16, 1024), rope_cos_sin(m.pos_embedder(3, 4, 4, 24)),
-            torch.randn(2, 192), torch.randn(1, 48, 64))
-    for ac in (False, True):
-        blk.activation_checkpointing = ac
-        torch._dynamo.reset()
-        assert torch._dynamo.explain(blk)(*args).graph_break_count == 0
-    m.blocks["block1"].blocks[0].block.attn.sdpa_backends = ("flash", "math")  # the sdpa_kernel context traces too
-    torch._dynamo.reset()
-    assert torch._dynamo.explain(blk)(*args).graph_break_count == 0
-
-
-def test_compiled_blocks_match_eager():
-    "torch.compile through AOTAutograd (aot_eager: no C compiler needed) gives the same forward and gradients."
-    m = tiny_model()
-    x, t, ctx, cond = inputs(M=16)
-    ref = m(x, t, ctx, fps=24, condition_video_input_mask=cond)
-    ref.square().mean().backward()
-    g = {k: p.grad.clone() for k, p in m.named_parameters()}
-    m.zero_grad()
-    torch._dynamo.reset()
-    dit.compile_blocks(apply_activation_checkpointing(m), backend="aot_eager", fullgraph=True)
-    out = m(x, t, ctx, fps=24, condition_video_input_mask=cond)
-    out.square().mean().backward()
-    torch.testing.assert_close(out, ref)
-    for k, p in m.named_parameters(): torch.testing.assert_close(p.grad, g[k], msg=k)
-    assert list(m.state_dict()) == list(tiny_model().state_dict())
-
-
-@pytest.mark.slow
-def test_inductor_compile_matches_eager():
-    m = tiny_model()
-    x, t, ctx, cond = inputs(M=16)
-    with torch.no_grad():
-        ref = m(x, t, ctx, fps=24, condition_video_input_mask=cond)
-        torch._dynamo.reset()
-        dit.compile_blocks(m, fullgraph=True)
-        torch.testing.assert_close(m(x, t, ctx, fps=24, condition_video_input_mask=cond), ref, rtol=1e-4, atol=1e-4)
-
-
 def test_peft_can_target_the_upstream_lora_layers():
     peft = pytest.importorskip("peft")
     m = tiny_model()
@@ -498,45 +443,6 @@ def test_load_other_layouts(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# FSDP2 with 2 CPU processes (gloo)
-
-def _fsdp_worker(rank, world, init_file):
-    import torch.distributed as dist
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        for ac in (False, True): _fsdp_check(world, ac)
-    finally:
-        dist.destroy_process_group()
-
-
-def _fsdp_check(world, ac):
-    "One rank's check: sharded forward/backward (twice) and the gathered state dict equal an unsharded copy."
-    from torch.distributed.device_mesh import init_device_mesh
-    ref = tiny_model(seed=7)
-    model = tiny_model(seed=7, activation_checkpointing=ac)
-    x, t, ctx, cond = inputs(B=2, M=16, seed=11)  # every rank the same batch: averaged grads equal the single-process ones
-    out_ref = ref(x, t, ctx, fps=24, condition_video_input_mask=cond)
-    out_ref.square().mean().backward()
-    apply_fsdp(model, mesh=init_device_mesh("cpu", (world,)))
-    assert type(model.blocks["block0"].blocks[0].block.attn.to_q[0].weight).__name__ == "DTensor"
-    for step in range(2):  # twice: reshard / unshard cycle
-        model.zero_grad()
-        out = model(x, t, ctx, fps=24, condition_video_input_mask=cond)
-        out.square().mean().backward()
-        torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-6)
-        for (k, p), (k2, p2) in zip(model.named_parameters(), ref.named_parameters()):
-            assert k == k2
-            torch.testing.assert_close(p.grad.full_tensor(), p2.grad, rtol=1e-4, atol=1e-6, msg=k)
-    sd = dit_state_dict_for_upstream(model)  # gathers full tensors
-    for k, v in ref.state_dict().items(): torch.testing.assert_close(sd[f"net.{k}"], v)
-
-
-def test_fsdp2_two_gloo_processes_match_unsharded(tmp_path):
-    "fully_shard per block (with and without activation checkpointing) on 2 CPU processes == the unsharded model."
-    mp.spawn(_fsdp_worker, args=(2, str(tmp_path / "pg")), nprocs=2, join=True)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # on the device (deselected by default; run with -m gpu)
 
 @pytest.mark.gpu
@@ -546,69 +452,9 @@ def test_gpu_bf16_backends_match_float64_reference(backend):
     x, t, ctx, cond = inputs(B=2, T=3, H=16, W=16, M=64)
     pad = torch.zeros(2, 1, 16, 16)
     ref = reference_forward(m.double(), x, t, ctx, 24.0, pad, cond).float()
-    g = tiny_model(sdpa_backends=(backend,)).to("cuda", torch.bfloat16)
+    g = tiny_model(backends=(backend,)).to("cuda", torch.bfloat16)
     with torch.no_grad():
         out = g(x.cuda(), t.cuda(), ctx.cuda(), fps=24, padding_mask=pad.cuda(), condition_video_input_mask=cond.cuda())
     assert (out.float().cpu() - ref).norm() / ref.norm() < 0.03
     g(x.cuda(), t.cuda(), ctx.cuda(), fps=24, condition_video_input_mask=cond.cuda()).float().square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in g.parameters())
-
-
-def test_selective_checkpointing_keeps_only_self_attention_and_same_grads():
-    "policy='save_attention' saves the self-attention kernel outputs (not cross-attention) and gives the same gradients."
-    import cosmos_nb.dit as d
-    from torch.utils.checkpoint import CheckpointPolicy
-    torch.manual_seed(0)
-    m = VideoExtendDiT(DiTConfig.tiny()).double()
-    x, ctx, t = torch.randn(1, 16, 3, 8, 8, dtype=torch.double), torch.randn(1, 16, 1024, dtype=torch.double), torch.rand(1, dtype=torch.double)
-    grads = {}
-    for mode in ("off", "full", "save_attention"):
-        apply_activation_checkpointing(m, mode != "off", None if mode == "off" else mode)
-        m.zero_grad(); m(x, t, ctx).square().sum().backward()
-        grads[mode] = [p.grad.clone() for p in m.parameters()]
-    for mode in ("full", "save_attention"):
-        assert all(torch.equal(a, b) for a, b in zip(grads["off"], grads[mode])), mode
-    saved, orig = [], d._keep_self_attention
-    def spy(ctx_, op, *a, **k):
-        r = orig(ctx_, op, *a, **k)
-        if r == CheckpointPolicy.MUST_SAVE: saved.append((tuple(a[0].shape), tuple(a[1].shape)))
-        return r
-    d._keep_self_attention = spy
-    try:
-        m.zero_grad(); m(x, t, ctx).sum().backward()
-    finally: d._keep_self_attention = orig
-    assert len(saved) == m.config.num_blocks and all(q[-2] == k[-2] for q, k in saved)   # one self-attention per block, no CA
-    with pytest.raises(ValueError, match="checkpoint policy"): apply_activation_checkpointing(m, True, "everything")
-    with pytest.raises(ValueError, match="checkpoint_policy"): DiTConfig.tiny(checkpoint_policy="nope")
-
-
-# Context parallelism with 2 CPU processes (gloo): the token sequence is split, self-attention all-gathers k and v
-
-def _cp_worker(rank, world, init_file, out_file):
-    import torch.distributed as dist
-    from cosmos_nb.dit import apply_context_parallel
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
-    try:
-        torch.manual_seed(0)
-        m = VideoExtendDiT(DiTConfig.tiny()).double().eval()
-        x, ctx = torch.randn(1, 16, 4, 8, 8, dtype=torch.double), torch.randn(1, 16, 1024, dtype=torch.double)
-        cond = torch.zeros(1, 1, 4, 8, 8, dtype=torch.double); cond[:, :, :1] = 1
-        with torch.no_grad(): ref = m(x, torch.tensor([0.3]), ctx, fps=24, condition_video_input_mask=cond)
-        apply_context_parallel(m)
-        with torch.no_grad(): out = m(x, torch.tensor([0.3]), ctx, fps=24, condition_video_input_mask=cond)
-        odd = torch.randn(1, 16, 3, 6, 6, dtype=torch.double)       # 3·3·3 = 27 tokens do not split over 2 ranks
-        try: m(odd, torch.tensor([0.3]), ctx); err = ""
-        except ValueError as e: err = str(e)
-        torch.save({"ref": ref, "out": out, "err": err}, f"{out_file}.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-def test_context_parallel_two_gloo_processes_equal_single_process(tmp_path):
-    "apply_context_parallel over 2 ranks gives the single-process output on every rank; bad splits fail clearly."
-    mp.spawn(_cp_worker, args=(2, str(tmp_path / "pg"), str(tmp_path / "res")), nprocs=2, join=True)
-    for r in range(2):
-        res = torch.load(f"{tmp_path / 'res'}.{r}", weights_only=True)
-        assert res["out"].shape == (1, 16, 4, 8, 8)
-        torch.testing.assert_close(res["out"], res["ref"], rtol=1e-10, atol=1e-10)
-        assert "divide by 2" in res["err"]

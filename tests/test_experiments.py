@@ -29,5 +29,5 @@ def test_upstream_low_memory_recipes_use_upstreams_config_values():
         c = get_experiment(f'video2world_7b_example_cosmos_nemo_assets{suffix}')
         row = next(r for r in describe_experiments() if r['name'] == c.job.name)
         assert (int(row['gpus'][0]), c.data.num_frames, c.data.video_size, c.ema.enabled, c.data.num_workers) == (gpus, frames, size, ema, workers)
-        assert (c.trainer.distributed, c.trainer.max_iter, c.checkpoint.save_iter, c.scheduler.warm_up_steps) == ('fsdp', 2000, 200, 2500)
+        assert (c.parallel.data_parallel, c.trainer.max_iter, c.checkpoint.save_iter, c.scheduler.warm_up_steps) == ('fsdp', 2000, 200, 2500)
         assert c.optimizer.lr == 2**-14.3 and c.data.dataset_dir == 'datasets/cosmos_nemo_assets' and not c.lora.enabled

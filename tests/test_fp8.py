@@ -3,7 +3,8 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from cosmos_nb.dit import DiTConfig, VideoExtendDiT, compile_blocks, load_dit_checkpoint, dit_state_dict_for_upstream
+from cosmos_nb.dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_for_upstream
+from cosmos_nb.parallelize import compile_blocks
 from cosmos_nb.fp8 import (FP8, Float8Linear, convert_from_fp8, convert_to_fp8, dequantize_rowwise, fp8_available, fp8_layers,
                            fp8_targets, quantize_rowwise)
 

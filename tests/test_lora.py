@@ -8,7 +8,8 @@ import torch.multiprocessing as mp
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from cosmos_nb.diffusion import Video2WorldDiffusion, logvar_head
-from cosmos_nb.dit import DiTConfig, VideoExtendDiT, apply_fsdp, dit_state_dict_for_upstream, load_dit_checkpoint
+from cosmos_nb.dit import DiTConfig, VideoExtendDiT, dit_state_dict_for_upstream, load_dit_checkpoint
+from cosmos_nb.parallelize import apply_fsdp
 from cosmos_nb.experiments import LoRAConfig
 from cosmos_nb.lora import (ADAPTER, apply_lora, infer_lora_config, is_lora_param, load_lora_adapter, load_lora_checkpoint,
                             lora_layers, lora_state_dict, merge_lora, model_lora_config, peft_to_upstream_key,

@@ -260,7 +260,7 @@ def test_resume_none_refuses_to_overwrite_and_explicit_resume_paths(world, tmp_p
     assert out['resumed_from'] == 2
     with pytest.raises(FileNotFoundError, match='no complete checkpoint'):
         T.train(TINY['lora'], base + [f'trainer.resume={tmp_path/"nowhere"}'])
-    with pytest.raises(ValueError, match='trainer.distributed=ddp'): T.train(TINY['lora'], base + ['trainer.distributed=fsdp'])
+    with pytest.raises(ValueError, match='parallel.data_parallel=ddp'): T.train(TINY['lora'], base + ['parallel.data_parallel=fsdp'])
     with pytest.raises(FileNotFoundError, match='checkpoint.load_path'):
         T.train(TINY['full'], base[:1] + [f'checkpoint.load_path={tmp_path/"missing.pt"}'])
     assert not dist.is_initialized()
