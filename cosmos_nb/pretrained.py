@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, hashlib, json, shutil
 from dataclasses import dataclass
 from pathlib import Path
-from .config import atomic_write, atomic_torch_save, config_from_dict, load_settings
+from .config import atomic_write, atomic_torch_save, load_settings
 from .download import HubError, hub_snapshot
 from .experiments import ExperimentConfig, get_experiment, list_experiments
 from .checkpoint import EMA_MODEL, MODEL, REG_MODEL, find_resume_checkpoint, list_checkpoints, load_file, read_checkpoint
@@ -228,7 +228,7 @@ def resolve_run(run: str|Path) -> tuple[Path, ExperimentConfig|None]: # a run fo
     p = Path(run)
     if p.is_dir():
         run_dir = p.parent if p.name == 'checkpoints' and not (p/'checkpoints').is_dir() else p
-        try: cfg = config_from_dict(ExperimentConfig, json.loads((run_dir/'config.json').read_text()))
+        try: cfg = ExperimentConfig.from_dict(json.loads((run_dir/'config.json').read_text()))   # older runs' configs too
         except (OSError, ValueError, KeyError, TypeError): cfg = None
         return run_dir, cfg
     try: cfg = get_experiment(str(run))
