@@ -24,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.diffusion import DiffusionConfig, Video2WorldDiffusion
 from cosmos_nb.dit import DiTConfig, VideoExtendDiT
+from cosmos_nb.parallelize import compile_blocks, set_attention
 from cosmos_nb.fp8 import convert_to_fp8, fp8_available, fp8_layers
 from cosmos_nb.tokenizer import CausalVideoTokenizer, LatentNormalizer, TokenizerConfig
 from cosmos_nb.runtime import free_memory
@@ -42,7 +43,7 @@ def parse_args(argv=None):
     p.add_argument('--offload', action='store_true', help='tokenizer on the GPU only to encode/decode; DiT leaves before decoding')
     p.add_argument('--no-batch-guidance', action='store_true', help='two forwards per step (as upstream) instead of one of batch 2')
     p.add_argument('--compile', action='store_true', help='torch.compile every DiT block (compile time is in the first step, excluded from the median)')
-    p.add_argument('--sdpa-backends', default='cudnn,flash,efficient,math', help="DiTConfig.sdpa_backends, or 'default'")
+    p.add_argument('--sdpa-backends', default='cudnn,flash,efficient,math', help="SDPA kernels in priority order (ParallelConfig.sdpa_backends), or 'default'")
     p.add_argument('--fp8', action='store_true', help='run the DiT block Linears in FP8 e4m3 (cosmos_nb.fp8.convert_to_fp8)')
     p.add_argument('--fp8-keep-weight', action='store_true', help='with --fp8: keep the bf16 weights beside the fp8 ones (default: drop them, inference only)')
     p.add_argument('--fp8-fast-accum', action='store_true', help='with --fp8: _scaled_mm use_fast_accum=True')
@@ -64,17 +65,16 @@ def main(argv=None):
     if a.tiny: a.frames, a.height, a.width, a.steps = 17, 32, 48, 3
     backends = None if a.sdpa_backends == 'default' or device.type == 'cpu' else tuple(a.sdpa_backends.split(','))
     if a.tiny: cfg = DiTConfig.tiny()
-    else: cfg = (DiTConfig.predict1_14b_video2world if a.model == '14b' else DiTConfig.predict1_7b_video2world)(sdpa_backends=backends)
+    else: cfg = (DiTConfig.predict1_14b_video2world if a.model == '14b' else DiTConfig.predict1_7b_video2world)()
     torch.manual_seed(0)
     with torch.device('meta'): net = VideoExtendDiT(cfg)
     net = net.to(dtype).to_empty(device=device)                   # allocated once, in the compute dtype
     net.init_weights()
-    net = net.eval().requires_grad_(False)
+    net = set_attention(net.eval().requires_grad_(False), 'sdpa', backends)
     if a.fp8_compare and not a.fp8: sys.exit('--fp8-compare needs --fp8')
     if a.fp8_compare and a.offload: sys.exit('--fp8-compare runs two generations: leave out --offload')
     if a.fp8 and not fp8_available(device): sys.exit('--fp8: this GPU has no FP8 matmuls (needs compute capability >= 8.9)')
     if a.compile:
-        from cosmos_nb.dit import compile_blocks
         compile_blocks(net)
     tok = CausalVideoTokenizer(TokenizerConfig.tiny() if a.tiny else TokenizerConfig.cv8x8x8())
     tok.normalizer = LatentNormalizer.identity(tok.latent_channels)

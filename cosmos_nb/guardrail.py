@@ -18,8 +18,8 @@ import torch.nn as nn
 from PIL import Image
 from .download import HubError
 from .pretrained import GUARDRAIL_REPOS, CheckpointRepo, download_repo
-from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, cached_model, default_device, find_hf_folder,
-                               free_memory, on_device, quiet_transformers, release_models)
+from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, ModelCache, default_device, find_hf_folder,
+                               free_memory, load_cached, on_device, quiet_transformers)
 
 # %% auto #0
 __all__ = ['GUARDRAIL_REPO', 'AEGIS_ADAPTER_REPO', 'LLAMAGUARD_REPO', 'LLAMAGUARD_REVISION', 'SIGLIP_REPO', 'LICENCES',
@@ -550,18 +550,20 @@ def _warn_missing(stage: str, missing: list[str]):
 
 def check_prompt(prompt: str|None, # the (upsampled) prompt
                  checkpoint_dir: str|Path, # upstream's checkpoints/ folder
-                 offload: bool=False) -> bool: # keep the models in CPU memory between calls
+                 offload: bool=False, # keep the models in CPU memory between calls
+                 cache: ModelCache|None=None) -> bool: # keeps the models loaded between calls (None: loaded for this call)
     "The text guardrail as the pipeline runs it: True lets the prompt through; a block is printed with its reason."
-    g = cached_model(('text guardrail', str(Path(checkpoint_dir).resolve())), lambda: load_text_guardrail(checkpoint_dir))
+    g = load_cached(cache, ('text guardrail', str(Path(checkpoint_dir).resolve())), lambda: load_text_guardrail(checkpoint_dir))
     _warn_missing('text guardrail', g.missing)
     safe, why = g.check(prompt, offload=offload)
     if not safe: print(f'guardrail: the prompt is blocked ({why})')
     return safe
 
 def check_video_safety(video: torch.Tensor, # uint8 T×3×H×W
-                       checkpoint_dir: str|Path, offload: bool=False) -> torch.Tensor|None:
+                       checkpoint_dir: str|Path, offload: bool=False,
+                       cache: ModelCache|None=None) -> torch.Tensor|None: # as in `check_prompt`
     "The video guardrail as the pipeline runs it (content filter, then face pixelation): the video with faces pixelated, or None (printed with its reason)."
-    g = cached_model(('video guardrail', str(Path(checkpoint_dir).resolve())), lambda: load_video_guardrail(checkpoint_dir))
+    g = load_cached(cache, ('video guardrail', str(Path(checkpoint_dir).resolve())), lambda: load_video_guardrail(checkpoint_dir))
     _warn_missing('video guardrail', g.missing)
     out, why = g(video, offload=offload)
     if out is None: print(f'guardrail: the video is blocked ({why})')

@@ -16,7 +16,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['CheckpointLoadError', 'FeatureNotAvailableWarning', 'free_memory', 'on_device', 'cached_model', 'release_models',
+__all__ = ['CheckpointLoadError', 'FeatureNotAvailableWarning', 'free_memory', 'on_device', 'ModelCache', 'load_cached',
            'default_device', 'quiet_transformers', 'find_hf_folder', 'as_dtype', 'process_rank', 'process_count',
            'is_main_process', 'exit_with', 'DistEnv', 'init_distributed']
 
@@ -45,18 +45,29 @@ def on_device(module: nn.Module, # the model to place
             module.to('cpu'); free_memory()
 
 # %% ../nbs/01a_runtime.ipynb #d8ff2a83
-_MODELS: dict = {}
+class ModelCache:
+    "Loaded models by key, kept for as long as the cache's owner (e.g. a `Video2WorldPipeline`) keeps the cache."
+    def __init__(self): self._models: dict = {}
 
-def cached_model(key: tuple, # identifies the model, e.g. ('upsampler', folder)
-                 load): # a function that loads it
-    "The object `load()` returned the first time `key` was asked for: models stay loaded between calls."
-    if key not in _MODELS: _MODELS[key] = load()
-    return _MODELS[key]
+    def get(self, key: tuple, # identifies the model, e.g. ('prompt upsampler', folder)
+            load): # a function that loads it
+        "The object `load()` returned the first time `key` was asked for."
+        if key not in self._models: self._models[key] = load()
+        return self._models[key]
 
-def release_models(free: bool=True): # also collect garbage and empty CUDA's cache (slow-ish: ~0.3 s)
-    "Forget every cached guardrail and prompt-upsampler model and return their memory."
-    _MODELS.clear()
-    if free: free_memory()
+    def release(self, free: bool=True): # also collect garbage and empty CUDA's cache (slow-ish: ~0.3 s)
+        "Forget every model and return their memory."
+        self._models.clear()
+        if free: free_memory()
+
+    def __iter__(self): return iter(self._models)
+    def __len__(self): return len(self._models)
+    def __repr__(self): return f'ModelCache({", ".join(map(repr, self._models)) or "empty"})'
+
+def load_cached(cache: ModelCache|None, # where the model is kept; None: nowhere
+                key: tuple, load):
+    "`cache.get(key, load)`, or a fresh `load()` when there is no cache."
+    return load() if cache is None else cache.get(key, load)
 
 # %% ../nbs/01a_runtime.ipynb #4287760d
 def default_device() -> torch.device: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 from .video import INFERENCE_DIVISOR, read_video, video_info
-from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, cached_model, default_device, find_hf_folder,
-                               on_device, quiet_transformers)
+from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, ModelCache, default_device, find_hf_folder,
+                               load_cached, on_device, quiet_transformers)
 
 # %% auto #0
 __all__ = ['PIXTRAL_REPO', 'UPSAMPLER_DIR', 'UPSAMPLER_INSTRUCTION', 'MAX_IMAGE_SIDE', 'MAX_NEW_TOKENS', 'upsampler_image',
@@ -141,14 +141,15 @@ def upsample_prompt(prompt: str|None, # the user's prompt (upstream ignores it w
                     image, # what Pixtral looks at: anything `upsampler_image` takes
                     checkpoint_dir: str|Path, # upstream's checkpoints/ folder
                     upsampler_dir: str|Path=UPSAMPLER_DIR, # upstream's --prompt_upsampler_dir
-                    offload: bool=False) -> str|None: # keep the model in CPU memory between calls
+                    offload: bool=False, # keep the model in CPU memory between calls
+                    cache: ModelCache|None=None) -> str|None: # keeps Pixtral loaded between calls (None: loaded for this call)
     "Upstream's Video2World prompt: Pixtral's description of `image` replaces `prompt`; without Pixtral, `prompt` and a warning."
     folder = find_prompt_upsampler(checkpoint_dir, upsampler_dir)
     if folder is None:
         warnings.warn(f'the prompt upsampler is not available: {upsampler_missing(checkpoint_dir, upsampler_dir)}. Keeping the given '
                       'prompt; pass --disable_prompt_upsampler to skip the upsampler.', FeatureNotAvailableWarning, stacklevel=2)
         return prompt
-    text = cached_model(('prompt upsampler', str(folder.resolve())), lambda: PromptUpsampler.load(folder))(image, offload=offload)
+    text = load_cached(cache, ('prompt upsampler', str(folder.resolve())), lambda: PromptUpsampler.load(folder))(image, offload=offload)
     if not text:
         warnings.warn(f'the prompt upsampler ({folder}) wrote nothing for this input; keeping the given prompt', stacklevel=2)
         return prompt

@@ -6,17 +6,19 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/video2world.html.md"""
 
 # %% ../nbs/13_video2world.ipynb #f5c23a26
 from __future__ import annotations
-import argparse, gc, json, os, warnings
+import argparse, gc, json, os, re, typing, warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
+from typing import Literal
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .config import atomic_write, atomic_torch_save, config_to_dict, load_settings
-from .runtime import CheckpointLoadError, FeatureNotAvailableWarning, as_dtype, free_memory, is_main_process, on_device
+from .config import atomic_write, atomic_torch_save, check_literals, config_to_dict, load_settings, _literal_choices
+from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, ModelCache, as_dtype, free_memory, is_main_process,
+                               on_device)
 from .layout import (DIT_DIR, TOKENIZER_DIR, POST_TRAINED, POST_TRAINED_LORA, MODEL_CONFIG_FILE, post_trained_dir,
                               dit_preset, read_model_config, write_model_config)
 from .video import VideoError, read_video, video_info, resize_video, to_unit, write_video, contact_sheet, INFERENCE_DIVISOR
@@ -25,7 +27,8 @@ from .download import HubError
 from .t5 import T5_MODEL, T5LoadError, resolve_t5, load_t5, encode_prompts as t5_encode_prompts
 from .tokenizer import (TokenizerConfig, CausalVideoTokenizer, LatentNormalizer, NormalizedTokenizer, TokenizerLoadError, load_tokenizer,
                                  save_state_dict, _weight_files)
-from .dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_for_upstream, apply_context_parallel, compile_blocks
+from .dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_for_upstream
+from .parallelize import ParallelConfig, parallelize
 from .fp8 import convert_to_fp8, fp8_unsupported
 from .diffusion import DiffusionConfig, Video2WorldDiffusion, logvar_head
 from .experiments import LoRAConfig
@@ -35,7 +38,8 @@ from .lora import read_lora_checkpoint, load_lora_checkpoint, load_lora_adapter,
 __all__ = ['DEFAULT_NEGATIVE_PROMPT', 'MAX_VIDEO_FRAMES', 'SIZE_MULTIPLE', 'MissingCheckpointError', 'ModelFiles',
            'find_model_files', 'Video2WorldInputError', 'load_conditioning_frames', 'Video2WorldJob', 'read_batch_file',
            'check_request', 'prompt_upsampler_available', 'upsample_prompt', 'guardrail_text', 'guardrail_video',
-           'load_video2world_dit', 'OffloadingTokenizer', 'GeneratedVideo', 'Video2WorldPipeline', 'video2world_parser',
+           'load_video2world_dit', 'OffloadingTokenizer', 'option', 'add_option_flags', 'options_from_args',
+           'PipelineOptions', 'GenerationOptions', 'GeneratedVideo', 'Video2WorldPipeline', 'video2world_parser',
            'video2world_main']
 
 # %% ../nbs/13_video2world.ipynb #1a2e7624
@@ -191,25 +195,26 @@ def prompt_upsampler_available(checkpoint_dir: str|Path, upsampler_dir: str='Pix
 def upsample_prompt(prompt: str|None, # the user's prompt
                     visual_input, # the job's input: an image/video path or uint8 T×3×H×W frames (Pixtral sees its last frame, unresized)
                     checkpoint_dir: str|Path, upsampler_dir: str='Pixtral-12B',
-                    offload: bool=False) -> str|None: # keep the model in CPU memory between uses
+                    offload: bool=False, # keep the model in CPU memory between uses
+                    cache: ModelCache|None=None) -> str|None: # keeps Pixtral loaded between calls (None: loaded for this call)
     "Hook: Pixtral-12B's description of the last frame replaces `prompt` (`cosmos_nb.upsampler`); without Pixtral, `prompt` and a warning."
     from cosmos_nb.upsampler import upsample_prompt as upsample
-    p = upsample(prompt, visual_input, checkpoint_dir, upsampler_dir, offload)
+    p = upsample(prompt, visual_input, checkpoint_dir, upsampler_dir, offload, cache=cache)
     if not (p or '').strip(): raise Video2WorldInputError('the prompt upsampler wrote an empty prompt and none was given: pass --prompt "..."')
     return p
 
-def guardrail_text(prompt: str, checkpoint_dir: str|Path, offload: bool=False) -> bool:
+def guardrail_text(prompt: str, checkpoint_dir: str|Path, offload: bool=False, cache: ModelCache|None=None) -> bool:
     "Hook: True if the text guardrail lets `prompt` through (`cosmos_nb.guardrail.check_prompt`); first checks that OpenCV is installed."
     from cosmos_nb.guardrail import GuardrailDependencyError, check_prompt, import_cv2
     try: import_cv2()                          # the video guardrail's face pixelation needs it: fail now, not after generating
     except GuardrailDependencyError as e: raise Video2WorldInputError(str(e)) from e
-    return check_prompt(prompt, checkpoint_dir, offload)
+    return check_prompt(prompt, checkpoint_dir, offload, cache=cache)
 
 def guardrail_video(video: torch.Tensor, # uint8 T×3×H×W
-                    checkpoint_dir: str|Path, offload: bool=False) -> torch.Tensor|None:
+                    checkpoint_dir: str|Path, offload: bool=False, cache: ModelCache|None=None) -> torch.Tensor|None:
     "Hook: the video with faces pixelated, or None when the content filter blocks it (`cosmos_nb.guardrail.check_video_safety`)."
     from cosmos_nb.guardrail import check_video_safety
-    return check_video_safety(video, checkpoint_dir, offload)
+    return check_video_safety(video, checkpoint_dir, offload, cache=cache)
 
 # %% ../nbs/13_video2world.ipynb #6dbb0905
 def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or base+LoRA
@@ -220,7 +225,7 @@ def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or 
                          verbose: bool=True) -> VideoExtendDiT:
     "Build the DiT for `path` and load it strictly (LoRA found by its keys, or from `lora_path`); eval mode, no grads."
     path = Path(path)
-    cfg = replace(config or read_model_config(path.parent), activation_checkpointing=False)
+    cfg = config or read_model_config(path.parent)
     sd, meta, used_ema = read_lora_checkpoint(path)                    # upstream names with net. prefix, EMA LoRA applied
     notes = []
     if cfg.extra_per_block_abs_pos_emb and not any(k.startswith('net.extra_pos_embedder.') for k in sd):
@@ -252,6 +257,98 @@ class OffloadingTokenizer(NormalizedTokenizer):
         if self.before_decode is not None: self.before_decode()
         with on_device(self.tokenizer, self.compute_device, self.offload): return super().decode(latent.to(self.compute_device), **kwargs)
 
+# %% ../nbs/13_video2world.ipynb #7ac61cad
+def option(default, # the field's default (Python and, unless `cli_default` says otherwise, the flag)
+           help: str, # the flag's help text, as `--help` shows it
+           **flag): # `cli_default=...`: another default on the command line
+    "A dataclass field that is also a command-line flag."
+    return field(default=default, metadata=dict(help=help, **flag))
+
+def _flags(cls) -> list:
+    "(field, type, flag) for each field of `cls` that is a flag; a bool that is on by default is switched off by `--no_NAME`."
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name], f'--no_{f.name}' if hints[f.name] is bool and f.default is True else f'--{f.name}')
+            for f in fields(cls) if 'help' in f.metadata]
+
+def add_option_flags(parser, # an `argparse.ArgumentParser` or one of its argument groups
+                     cls): # a dataclass whose fields were made with `option`
+    "Add one flag per `option` field of `cls`: bool → switch, Literal → choices, int/float → typed, anything else → a string."
+    for f, tp, flag in _flags(cls):
+        kw = dict(help=f.metadata['help'].replace('%', '%%'))           # argparse reads % as a format
+        if tp is bool: parser.add_argument(flag, action='store_true', **kw); continue
+        kw['default'] = f.metadata.get('cli_default', f.default)
+        if (allowed := _literal_choices(tp)) is not None: kw['choices'] = [a for a in allowed if a is not None]
+        elif (base := [a for a in typing.get_args(tp) if a is not type(None)] or [tp])[0] in (int, float): kw['type'] = base[0]
+        parser.add_argument(flag, **kw)
+    return parser
+
+def options_from_args(cls, # the dataclass `add_option_flags` made flags from
+                      args: argparse.Namespace): # what the parser returned
+    "An instance of `cls` from the parsed flags; fields that are not flags keep their defaults."
+    kw = {}
+    for f, tp, flag in _flags(cls):
+        v = getattr(args, flag[2:])
+        kw[f.name] = not v if flag.startswith('--no_') else v
+    return cls(**kw)
+
+# %% ../nbs/13_video2world.ipynb #7959404b
+def _options_table(self) -> str:
+    return '| option | value | what it does |\n|---|---|---|\n' + '\n'.join(
+        f'| {f.name} | `{getattr(self, f.name)!r}` | {f.metadata.get("help", "(Python only)")} |' for f in fields(self))
+
+@dataclass
+class PipelineOptions:
+    "Which weights a `Video2WorldPipeline` loads and how it runs them; each field with help text is a `cosmos-nb video2world` flag."
+    checkpoint_dir: str|Path|None = option(None, 'folder holding the weights (upstream layout; see cosmos-nb download-checkpoints)',
+                                           cli_default='checkpoints')   # in Python, None: settings.ini's checkpoint_dir
+    diffusion_transformer_dir: str = option(DIT_DIR, f'DiT folder under checkpoint_dir: {DIT_DIR}, its {POST_TRAINED} or '
+                                            f'{POST_TRAINED_LORA} variant (see cosmos-nb export-checkpoint), a 14B folder, or a path')
+    tokenizer_dir: str = option(TOKENIZER_DIR, 'tokenizer folder under checkpoint_dir (upstream ignores this flag; we use it)')
+    t5_dir: str = option(T5_MODEL, 'T5 encoder folder under checkpoint_dir')
+    lora_path: str|Path|None = option(None, "adapter-only LoRA file (cosmos_nb.lora.save_lora_adapter, or a LoRA run's "
+                                            'iter_N_model.pt) applied on top of the DiT')
+    disable_prompt_upsampler: bool = option(False, 'do not let the prompt upsampler (Pixtral-12B) rewrite the prompt from the last input frame')
+    prompt_upsampler_dir: str = option('Pixtral-12B', 'prompt upsampler folder under checkpoint_dir')
+    disable_guardrail: bool = option(False, 'skip the guardrails: the text check (blocklist + LlamaGuard-7b) and the video check '
+                                            '(SigLIP content filter + face pixelation)')
+    offload_diffusion_transformer: bool = option(False, 'keep the DiT in CPU memory except while sampling')
+    offload_tokenizer: bool = option(False, 'keep the tokenizer in CPU memory except while encoding/decoding')
+    offload_text_encoder_model: bool = option(False, 'free T5 after the prompts are encoded')
+    offload_prompt_upsampler: bool = option(False, 'free the prompt upsampler after use')
+    offload_guardrail_models: bool = option(False, 'free the guardrail models after use')
+    device: str|None = option(None, 'cuda, cuda:1 or cpu (default: cuda when available)')   # 'cuda:N' too, so a str, checked below
+    dtype: Literal['bfloat16', 'float16', 'float32'] = option('bfloat16', 'DiT and tokenizer precision (upstream: bfloat16)')  # T5: float32
+    fp8: bool = option(False, "run the DiT's block Linears in FP8 e4m3 (needs compute capability >= 8.9: Ada, H100, H200, Blackwell); "
+                              '~2 % output difference, 8 % faster generation on an H100')
+    compile: bool = option(False, 'torch.compile the DiT blocks: ~20 s of compilation once, then ~8 % faster steps')
+    progress: bool = option(True, 'no progress bar')       # a progress bar per video; the flag is --no_progress
+    diffusion: DiffusionConfig|None = None                 # sampler settings (default: upstream's); Python only
+
+    def __post_init__(self):
+        if isinstance(self.device, torch.device): self.device = str(self.device)
+        if isinstance(self.dtype, torch.dtype): self.dtype = str(self.dtype).removeprefix('torch.')
+        check_literals(self)
+        if self.device is not None and not re.fullmatch(r'cpu|cuda(:\d+)?', self.device):
+            raise Video2WorldInputError(f"PipelineOptions.device={self.device!r}: choose 'cuda', 'cuda:N' (a GPU's index) or 'cpu'")
+
+    _repr_markdown_ = _options_table
+
+# %% ../nbs/13_video2world.ipynb #49cfe50d
+@dataclass
+class GenerationOptions:
+    "How each video of a request is made: its size and length, the sampler and the guidance; each field is a `cosmos-nb video2world` flag."
+    negative_prompt: str|None = option(DEFAULT_NEGATIVE_PROMPT, 'what to steer away from; "" disables guidance (as upstream)')   # '' or None: no guidance pass
+    num_steps: int = option(35, 'sampler steps (Euler, 35 as upstream)')
+    guidance: float = option(7, 'classifier-free guidance g in cond + g·(cond − uncond)')
+    num_video_frames: int = option(121, 'frames to generate: 1 + 8k from 9 to 121 (upstream HEAD: 121 only)')
+    height: int = option(704, 'generation height, a multiple of 16 (upstream: only rescales the mp4)')
+    width: int = option(1280, 'generation width, a multiple of 16 (upstream: only rescales the mp4)')
+    fps: int = option(24, 'frame rate of the output and of the temporal position encoding')
+    seed: int = option(1, 'initial noise and conditioning noise; every batch item uses it')
+    num_input_frames: int = option(1, 'last frames of the input that condition the video: 1 or 9 (any 1 + 8k)')
+
+    _repr_markdown_ = _options_table
+
 # %% ../nbs/13_video2world.ipynb #e87a2744
 @dataclass
 class GeneratedVideo:
@@ -277,38 +374,29 @@ class GeneratedVideo:
 # %% ../nbs/13_video2world.ipynb #4f57091c
 class Video2WorldPipeline:
     "Upstream's Video2World inference as an object: finds the weights now, loads each model when first needed, generates videos."
-    def __init__(self, checkpoint_dir: str|Path|None=None, # upstream's checkpoints/ folder (default: settings.ini's)
-                 diffusion_transformer_dir: str=DIT_DIR, # the DiT folder: base, `_post-trained` or `_post-trained-lora`
-                 tokenizer_dir: str=TOKENIZER_DIR, t5_dir: str=T5_MODEL,
-                 lora_path: str|Path|None=None, # adapter-only LoRA file applied on top of the DiT
-                 device=None, # default: 'cuda' when available
-                 dtype='bfloat16', # of the DiT and the tokenizer (upstream: bfloat16); T5 runs in float32
-                 offload_diffusion_transformer: bool=False, offload_tokenizer: bool=False, offload_text_encoder_model: bool=False,
-                 disable_prompt_upsampler: bool=False, prompt_upsampler_dir: str='Pixtral-12B', offload_prompt_upsampler: bool=False,
-                 disable_guardrail: bool=False, offload_guardrail_models: bool=False,
-                 diffusion: DiffusionConfig|None=None, # sampler settings (default: upstream's)
-                 progress: bool=True, # a progress bar per video
-                 fp8: bool=False, # the DiT's block Linears in FP8 e4m3 (`cosmos_nb.fp8`); needs compute capability >= 8.9 (or the CPU)
-                 compile: bool=False): # `torch.compile` the DiT blocks (compiled once, on the first video)
-        self.files = find_model_files(checkpoint_dir, diffusion_transformer_dir, tokenizer_dir, t5_dir, lora_path)
-        self.device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    def __init__(self, options: PipelineOptions|None=None, # default: `PipelineOptions()`
+                 **overrides): # fields of `PipelineOptions` to change, e.g. `device='cpu'`
+        if options is not None and not isinstance(options, PipelineOptions):
+            raise TypeError(f'Video2WorldPipeline takes a PipelineOptions, not a {type(options).__name__}: write '
+                            f'Video2WorldPipeline(checkpoint_dir={options!r}, ...) or Video2WorldPipeline(PipelineOptions({options!r}, ...))')
+        self.options = o = replace(options or PipelineOptions(), **overrides)       # a copy: the caller's options never change
+        self.files = find_model_files(o.checkpoint_dir, o.diffusion_transformer_dir, o.tokenizer_dir, o.t5_dir, o.lora_path)
+        self.device = torch.device(o.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise Video2WorldInputError('--device cuda: no CUDA GPU is visible here; use --device cpu (slow) or run on a GPU machine')
-        if fp8 and (why := fp8_unsupported(self.device)): raise Video2WorldInputError(f'--fp8: {why}: leave --fp8 out')   # before any model loads
-        self.fp8, self.compile = fp8, compile
-        self.dtype, self.diffusion_config, self.progress = as_dtype(dtype), diffusion or DiffusionConfig(), progress
-        self.offload_dit, self.offload_tokenizer, self.offload_t5 = offload_diffusion_transformer, offload_tokenizer, offload_text_encoder_model
-        self.use_upsampler, self.upsampler_dir, self.offload_upsampler = not disable_prompt_upsampler, prompt_upsampler_dir, offload_prompt_upsampler
-        self.use_guardrail, self.offload_guardrail = not disable_guardrail, offload_guardrail_models
+        if o.fp8 and (why := fp8_unsupported(self.device)): raise Video2WorldInputError(f'--fp8: {why}: leave --fp8 out')   # before any model loads
+        self.dtype, self.diffusion_config = as_dtype(o.dtype), o.diffusion or DiffusionConfig()
+        self.models = ModelCache()          # the prompt upsampler and the guardrail models, loaded once for this pipeline
         self._t5 = self._model = None
 
     @property
     def prompt_required(self) -> bool:
         "True unless a prompt upsampler can write the prompt."
-        return not (self.use_upsampler and prompt_upsampler_available(self.files.checkpoint_dir, self.upsampler_dir))
+        o = self.options
+        return o.disable_prompt_upsampler or not prompt_upsampler_available(self.files.checkpoint_dir, o.prompt_upsampler_dir)
 
     def __repr__(self):
-        loaded = [n for n, m in (('T5', self._t5), ('DiT+tokenizer', self._model)) if m is not None]
+        loaded = [n for n, m in (('T5', self._t5), ('DiT+tokenizer', self._model)) if m is not None] + [k[0] for k in self.models]
         return f'Video2WorldPipeline({self.files.dit}, device={self.device}, dtype={self.dtype}, loaded: {", ".join(loaded) or "nothing yet"})'
 
 # %% ../nbs/13_video2world.ipynb #5d90996a
@@ -332,22 +420,22 @@ def _diffusion_model(self: Video2WorldPipeline) -> Video2WorldDiffusion:
     "The DiT and the tokenizer inside `Video2WorldDiffusion` (loaded on first use)."
     if self._model is None:
         f = self.files
-        try: net = load_video2world_dit(f.dit, lora_path=f.lora, device='cpu' if self.offload_dit else self.device, dtype=self.dtype)
+        try: net = load_video2world_dit(f.dit, lora_path=f.lora, device='cpu' if self.options.offload_diffusion_transformer else self.device, dtype=self.dtype)
         except ValueError as e:
             raise CheckpointLoadError(f'{f.dit}{" + " + str(f.lora) if f.lora else ""} cannot be loaded: {e}\nIf this is a model of '
                                       f'another size, put the config.json its run wrote beside it (cosmos-nb export-checkpoint does).') from e
-        if self.fp8: _to_fp8(net, self.device)                                  # after any LoRA is merged into the weights
-        if self.compile: compile_blocks(net)
-        if dist.is_initialized() and dist.get_world_size() > 1: apply_context_parallel(net)   # --num_gpus N: tokens split over ranks
+        if self.options.fp8: _to_fp8(net, self.device)                                  # after any LoRA is merged into the weights
+        parallelize(net, ParallelConfig(activation_checkpointing='none', compile=self.options.compile,   # --num_gpus N: tokens split over ranks
+                                        context_parallel=dist.is_initialized() and dist.get_world_size() > 1))
         tok = load_tokenizer(f.tokenizer, dtype=self.dtype)                      # + its mean_std.pt statistics
-        self._model = Video2WorldDiffusion(net, OffloadingTokenizer(tok, self.device, self.offload_tokenizer, self._dit_off),
+        self._model = Video2WorldDiffusion(net, OffloadingTokenizer(tok, self.device, self.options.offload_tokenizer, self._dit_off),
                                            self.diffusion_config).to(next(net.parameters()).device).eval()   # net + logvar head
     return self._model
 
 @patch
 def _dit_off(self: Video2WorldPipeline):
     "Send the DiT back to the CPU (with --offload_diffusion_transformer), e.g. before decoding."
-    if self.offload_dit and self._model is not None and self.device.type != 'cpu':
+    if self.options.offload_diffusion_transformer and self._model is not None and self.device.type != 'cpu':
         self._model.to('cpu'); free_memory()                                      # the DiT and the logvar head; not the tokenizer
 
 @patch
@@ -355,7 +443,7 @@ def encode_prompts(self: Video2WorldPipeline, prompts: list[str]) -> torch.Tenso
     "T5 embeddings of `prompts`, zero-padded to 512 tokens as upstream feeds them."
     tok, enc = self._text_encoder()
     embs = torch.stack([pad_t5_embedding(e)[0] for e in t5_encode_prompts(prompts, tok, enc)])
-    if self.offload_t5: self._release_text_encoder()
+    if self.options.offload_text_encoder_model: self._release_text_encoder()
     return embs
 
 # %% ../nbs/13_video2world.ipynb #5c0646cf
@@ -367,7 +455,7 @@ def _sample(self: Video2WorldPipeline, frames, emb, neg, num_video_frames, seed,
         raise CheckpointLoadError(f'the text encoder {self.files.t5} gives {emb.shape[-1]}-wide embeddings, but the DiT {self.files.dit} '
                                   f'expects {model.net.config.crossattn_emb_channels}: use the T5 it was trained with (google-t5/t5-11b: 1024)')
     calls = 2 if (neg is not None and guidance != 0 and not model.config.batch_guidance) else 1
-    bar, count = tqdm(total=num_steps, desc=desc, unit='step', disable=not self.progress), [0]
+    bar, count = tqdm(total=num_steps, desc=desc, unit='step', disable=not self.options.progress), [0]
     def tick(*_):
         count[0] += 1
         if count[0] % calls == 0: bar.update(1)
@@ -390,46 +478,45 @@ def _frames(visual_input, num_input_frames, size):
 @patch
 def generate_batch(self: Video2WorldPipeline,
                    jobs: list[Video2WorldJob], # inputs, prompts, output names
-                   negative_prompt: str|None=DEFAULT_NEGATIVE_PROMPT, # '' or None: no guidance pass (upstream: CFG off)
-                   num_input_frames: int=1, num_video_frames: int=121, height: int=704, width: int=1280,
-                   guidance: float=7.0, num_steps: int=35, seed: int=1, fps: int=24) -> list[GeneratedVideo|None]:
+                   options: GenerationOptions|None=None, # default: `GenerationOptions()` (upstream's)
+                   **overrides) -> list[GeneratedVideo|None]: # fields of `GenerationOptions` to change, e.g. `num_steps=10`
     "Generate one video per job (None where a guardrail blocked it); every input is checked before any model loads."
-    check_request(jobs, num_input_frames, num_video_frames, height, width, self.prompt_required)
-    ck, size = self.files.checkpoint_dir, (height, width)
+    g, o = replace(options or GenerationOptions(), **overrides), self.options
+    check_request(jobs, g.num_input_frames, g.num_video_frames, g.height, g.width, self.prompt_required)
+    ck, size = self.files.checkpoint_dir, (g.height, g.width)
     prompts = []
     for job in jobs:                                                               # 1. final prompts
         p = job.prompt
-        if self.use_upsampler:   # upstream shows Pixtral the input's last frame at its own size, not the stretched conditioning frame
-            p = upsample_prompt(p, job.visual_input, ck, self.upsampler_dir, self.offload_upsampler)
-        if self.use_guardrail and not guardrail_text(p, ck, self.offload_guardrail):
+        if not o.disable_prompt_upsampler:   # upstream shows Pixtral the input's last frame at its own size, not the stretched conditioning frame
+            p = upsample_prompt(p, job.visual_input, ck, o.prompt_upsampler_dir, o.offload_prompt_upsampler, cache=self.models)
+        if not o.disable_guardrail and not guardrail_text(p, ck, o.offload_guardrail_models, cache=self.models):
             print(f'{job.name}: the text guardrail blocked the prompt; no video is generated'); p = None
         prompts.append(p)
     todo = [i for i, p in enumerate(prompts) if p is not None]
     if not todo: return [None] * len(jobs)
-    neg = bool(negative_prompt and negative_prompt.strip())
-    embs = self.encode_prompts([prompts[i] for i in todo] + ([negative_prompt] if neg else []))   # 2. T5, all at once
+    neg = bool(g.negative_prompt and g.negative_prompt.strip())
+    embs = self.encode_prompts([prompts[i] for i in todo] + ([g.negative_prompt] if neg else []))   # 2. T5, all at once
     emb_of = dict(zip(todo, embs))
     results = [None] * len(jobs)
     for i in todo:                                                                 # 3. the videos
         job = jobs[i]
-        video = self._sample(_frames(job.visual_input, num_input_frames, size), emb_of[i][None], embs[-1:] if neg else None,
-                             num_video_frames, seed, guidance, num_steps, fps, desc=job.name).permute(1, 0, 2, 3)   # T, 3, H, W
-        if self.use_guardrail:
-            video = guardrail_video(video, ck, self.offload_guardrail)
+        video = self._sample(_frames(job.visual_input, g.num_input_frames, size), emb_of[i][None], embs[-1:] if neg else None,
+                             g.num_video_frames, g.seed, g.guidance, g.num_steps, g.fps, desc=job.name).permute(1, 0, 2, 3)   # T, 3, H, W
+        if not o.disable_guardrail:
+            video = guardrail_video(video, ck, o.offload_guardrail_models, cache=self.models)
             if video is None: print(f'{job.name}: the video guardrail blocked the video; nothing is written'); continue
-        results[i] = GeneratedVideo(video, prompts[i], fps, job.name)
+        results[i] = GeneratedVideo(video, prompts[i], g.fps, job.name)
     return results
 
 @patch
 def generate(self: Video2WorldPipeline,
              visual_input, # image/video path, or uint8 frames T×3×H×W
              prompt: str|None=None, # what should happen
-             negative_prompt: str|None=DEFAULT_NEGATIVE_PROMPT,
-             num_input_frames: int=1, num_video_frames: int=121, height: int=704, width: int=1280,
-             guidance: float=7.0, num_steps: int=35, seed: int=1, fps: int=24, name: str='output') -> GeneratedVideo|None:
+             options: GenerationOptions|None=None, # default: `GenerationOptions()` (upstream's)
+             name: str='output', # the output's file stem
+             **overrides) -> GeneratedVideo|None: # fields of `GenerationOptions` to change, e.g. `num_video_frames=57`
     "Continue one image or video into a `num_video_frames` clip (None if a guardrail blocked it)."
-    return self.generate_batch([Video2WorldJob(visual_input, prompt, name)], negative_prompt, num_input_frames, num_video_frames,
-                               height, width, guidance, num_steps, seed, fps)[0]
+    return self.generate_batch([Video2WorldJob(visual_input, prompt, name)], options, **overrides)[0]
 
 # %% ../nbs/13_video2world.ipynb #4764f99b
 class _DefaultsOnce(argparse.ArgumentDefaultsHelpFormatter):
@@ -441,42 +528,15 @@ def video2world_parser() -> argparse.ArgumentParser:
     "Upstream's Video2World arguments and defaults (`cosmos_predict1/diffusion/inference/video2world.py`), plus cosmos-nb's few."
     p = argparse.ArgumentParser(prog='cosmos-nb video2world', description='Continue an image or a video into a world video with Cosmos-Predict1 Video2World.',
                                 formatter_class=_DefaultsOnce)
-    a = p.add_argument
-    a('--checkpoint_dir', default='checkpoints', help='folder holding the weights (upstream layout; see cosmos-nb download-checkpoints)')
-    a('--diffusion_transformer_dir', default=DIT_DIR, help=f'DiT folder under checkpoint_dir: {DIT_DIR}, its {POST_TRAINED} or {POST_TRAINED_LORA} '
-      'variant (see cosmos-nb export-checkpoint), a 14B folder, or a path')
-    a('--tokenizer_dir', default=TOKENIZER_DIR, help='tokenizer folder under checkpoint_dir (upstream ignores this flag; we use it)')
-    a('--t5_dir', default=T5_MODEL, help='T5 encoder folder under checkpoint_dir')
-    a('--lora_path', default=None, help='adapter-only LoRA file (cosmos_nb.lora.save_lora_adapter, or a LoRA run\'s iter_N_model.pt) applied on top of the DiT')
+    a = p.add_argument                                                       # the request: what to generate, where it goes
+    a('--prompt', default=None, help='what should happen in the video (required unless the prompt upsampler, Pixtral-12B, is in --checkpoint_dir and enabled)')
+    a('--input_image_or_video_path', default=None, help='image or video to continue (single mode)')
+    a('--batch_input_path', default=None, help='JSONL file, one {"prompt": ..., "visual_input": ...} per line; outputs are 0.mp4, 1.mp4, ...')
     a('--video_save_name', default='output', help='output file stem in single mode')
     a('--video_save_folder', default='outputs/', help='output folder')
-    a('--prompt', default=None, help='what should happen in the video (required unless the prompt upsampler, Pixtral-12B, is in --checkpoint_dir and enabled)')
-    a('--batch_input_path', default=None, help='JSONL file, one {"prompt": ..., "visual_input": ...} per line; outputs are 0.mp4, 1.mp4, ...')
-    a('--negative_prompt', default=DEFAULT_NEGATIVE_PROMPT, help='what to steer away from; "" disables guidance (as upstream)')
-    a('--num_steps', type=int, default=35, help='sampler steps (Euler, 35 as upstream)')
-    a('--guidance', type=float, default=7, help='classifier-free guidance g in cond + g·(cond − uncond)')
-    a('--num_video_frames', type=int, default=121, help='frames to generate: 1 + 8k from 9 to 121 (upstream HEAD: 121 only)')
-    a('--height', type=int, default=704, help='generation height, a multiple of 16 (upstream: only rescales the mp4)')
-    a('--width', type=int, default=1280, help='generation width, a multiple of 16 (upstream: only rescales the mp4)')
-    a('--fps', type=int, default=24, help='frame rate of the output and of the temporal position encoding')
-    a('--seed', type=int, default=1, help='initial noise and conditioning noise; every batch item uses it')
     a('--num_gpus', type=int, default=1, help='GPUs for one video: context parallelism over the tokens; launch with torchrun --nproc_per_node=N')
-    a('--disable_prompt_upsampler', action='store_true', help='do not let the prompt upsampler (Pixtral-12B) rewrite the prompt from the last input frame')
-    a('--disable_guardrail', action='store_true', help='skip the guardrails: the text check (blocklist + LlamaGuard-7b) and the video check (SigLIP content filter + face pixelation)')
-    a('--offload_diffusion_transformer', action='store_true', help='keep the DiT in CPU memory except while sampling')
-    a('--offload_tokenizer', action='store_true', help='keep the tokenizer in CPU memory except while encoding/decoding')
-    a('--offload_text_encoder_model', action='store_true', help='free T5 after the prompts are encoded')
-    a('--offload_prompt_upsampler', action='store_true', help='free the prompt upsampler after use')
-    a('--offload_guardrail_models', action='store_true', help='free the guardrail models after use')
-    a('--prompt_upsampler_dir', default='Pixtral-12B', help='prompt upsampler folder under checkpoint_dir')
-    a('--input_image_or_video_path', default=None, help='image or video to continue (single mode)')
-    a('--num_input_frames', type=int, default=1, help='last frames of the input that condition the video: 1 or 9 (any 1 + 8k)')
-    a('--device', default=None, help='cuda, cuda:1 or cpu (default: cuda when available)')
-    a('--dtype', default='bfloat16', choices=['bfloat16', 'float16', 'float32'], help='DiT and tokenizer precision (upstream: bfloat16)')
-    a('--no_progress', action='store_true', help='no progress bar')
-    a('--fp8', action='store_true', help="run the DiT's block Linears in FP8 e4m3 (needs compute capability >= 8.9: Ada, H100, H200, "
-      'Blackwell); ~2 %% output difference, 8 %% faster generation on an H100')
-    a('--compile', action='store_true', help='torch.compile the DiT blocks: ~20 s of compilation once, then ~8 %% faster steps')
+    add_option_flags(p.add_argument_group('the models and how they run (PipelineOptions)'), PipelineOptions)
+    add_option_flags(p.add_argument_group('each video (GenerationOptions)'), GenerationOptions)
     return p
 
 # %% ../nbs/13_video2world.ipynb #f36deecc
@@ -495,13 +555,8 @@ def video2world_main(argv: list[str]|None=None): # command-line arguments (defau
     try:
         if a.batch_input_path: jobs = read_batch_file(a.batch_input_path)
         else: jobs = [Video2WorldJob(a.input_image_or_video_path, a.prompt, a.video_save_name)]
-        pipe = Video2WorldPipeline(a.checkpoint_dir, a.diffusion_transformer_dir, a.tokenizer_dir, a.t5_dir, a.lora_path, device, a.dtype,
-                                   a.offload_diffusion_transformer, a.offload_tokenizer, a.offload_text_encoder_model,
-                                   a.disable_prompt_upsampler, a.prompt_upsampler_dir, a.offload_prompt_upsampler,
-                                   a.disable_guardrail, a.offload_guardrail_models, progress=not a.no_progress,
-                                   fp8=a.fp8, compile=a.compile)
-        results = pipe.generate_batch(jobs, a.negative_prompt, a.num_input_frames, a.num_video_frames, a.height, a.width,
-                                      a.guidance, a.num_steps, a.seed, a.fps)
+        pipe = Video2WorldPipeline(options_from_args(PipelineOptions, a), device=device)
+        results = pipe.generate_batch(jobs, options_from_args(GenerationOptions, a))
     except (Video2WorldInputError, MissingCheckpointError, CheckpointLoadError, VideoError, TokenizerLoadError, T5LoadError, HubError) as e:
         raise SystemExit(f'error: {e}') from e
     if not is_main_process(): return []                  # every rank computed the same video; rank 0 writes it

@@ -16,20 +16,14 @@ from cosmos_nb.guardrail import (AEGIS_ADAPTER_REPO, AEGIS_CATEGORIES, GUARDRAIL
                                  LlamaGuard, SafetyClassifier, TextGuardrail, aegis_prompt, blur_faces, check_prompt, check_video_safety,
                                  fetch_guardrail_model, find_guardrail_files, import_cv2, load_text_guardrail,
                                  parse_aegis, pixelate)
-from cosmos_nb.runtime import FeatureNotAvailableWarning, release_models
+from cosmos_nb.runtime import FeatureNotAvailableWarning
 from cosmos_nb.video import read_video
-from cosmos_nb.video2world import video2world_main
+from cosmos_nb.video2world import PipelineOptions, Video2WorldPipeline, video2world_main
 from cosmos_nb.testing import make_tiny_checkpoints, make_tiny_guardrail, make_tiny_llamaguard
 from hub_mock import GatedRepoHub
 
 SMALL = ['--num_video_frames', '9', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',
          '--no_progress', '--disable_prompt_upsampler']
-
-
-@pytest.fixture(autouse=True)
-def _fresh_models():
-    "Every test starts without cached guardrail models (they are keyed by folder, but tests reuse names)."
-    release_models(free=False)
 
 
 @pytest.fixture(scope='module')
@@ -288,12 +282,31 @@ def test_a_safe_request_writes_its_video(tiny_ck, tmp_path, example_media, monke
     make_tiny_guardrail(ck)
     calls = []
     real = v2w.guardrail_video
-    monkeypatch.setattr(v2w, 'guardrail_video', lambda video, *a: calls.append(video.shape) or real(video, *a))
+    monkeypatch.setattr(v2w, 'guardrail_video', lambda video, *a, **k: calls.append(video.shape) or real(video, *a, **k))
     with warnings.catch_warnings():
         warnings.simplefilter('error', FeatureNotAvailableWarning)                   # every model is there: no warning
         saved = _run(ck, tmp_path / 'out', 'A robot arm picks up a red cube.', example_media)
     assert saved == [tmp_path / 'out' / 'output.mp4'] and saved[0].is_file()
     assert calls == [torch.Size([9, 3, 32, 48])]
+
+
+def test_guardrail_models_load_once_per_pipeline(tiny_ck, tmp_path, example_media, monkeypatch):
+    "The pipeline owns its guardrail models: two videos, one load of each; another pipeline starts without them."
+    import cosmos_nb.guardrail as gr
+    ck = Path(shutil.copytree(tiny_ck, tmp_path / 'checkpoints'))
+    make_tiny_guardrail(ck)
+    loads = []
+    for name in ('load_text_guardrail', 'load_video_guardrail'):
+        monkeypatch.setattr(gr, name, lambda c, real=getattr(gr, name), name=name: loads.append(name) or real(c))
+    opts = PipelineOptions(ck, device='cpu', dtype='float32', disable_prompt_upsampler=True, progress=False)
+    pipe = Video2WorldPipeline(opts)
+    for prompt in ('A robot arm picks up a red cube.', 'A robot arm picks up a blue cube.'):
+        assert pipe.generate(example_media / 'video2world_input0.jpg', prompt, num_video_frames=9, height=32, width=48, num_steps=2)
+    assert loads == ['load_text_guardrail', 'load_video_guardrail']
+    assert [what for what, folder in pipe.models] == ['text guardrail', 'video guardrail']
+    assert len(Video2WorldPipeline(opts).models) == 0                              # no module-level cache shared between pipelines
+    pipe.models.release(free=False)
+    assert len(pipe.models) == 0
 
 
 def test_missing_opencv_stops_before_any_model_loads(tiny_ck, tmp_path, example_media, monkeypatch):

@@ -8,7 +8,7 @@ from huggingface_hub import constants
 from PIL import Image
 
 import cosmos_nb.upsampler as ups
-from cosmos_nb.runtime import FeatureNotAvailableWarning, release_models
+from cosmos_nb.runtime import FeatureNotAvailableWarning, ModelCache
 from cosmos_nb.upsampler import (PIXTRAL_REPO, UPSAMPLER_INSTRUCTION, PixtralInputs, PromptUpsampler, UpsamplerLoadError,
                                  find_prompt_upsampler, load_pixtral_processor, upsample_prompt,
                                  upsampler_image, upsampler_missing)
@@ -19,11 +19,6 @@ from cosmos_nb.testing import make_tiny_checkpoints, make_tiny_guardrail, make_t
 SAYS = 'a car drives along an empty motorway under cloudy skies'
 SMALL = ['--num_video_frames', '9', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',
          '--no_progress']
-
-
-@pytest.fixture(autouse=True)
-def _fresh_models():
-    release_models(free=False)
 
 
 @pytest.fixture(scope='module')
@@ -137,8 +132,11 @@ def test_models_are_loaded_once(pixtral, example_media, monkeypatch):
     loads = []
     real = ups.PromptUpsampler.load
     monkeypatch.setattr(ups.PromptUpsampler, 'load', classmethod(lambda cls, f, *a: loads.append(f) or real(f, *a)))
-    for _ in range(2): upsample_prompt(None, example_media / 'video2world_input0.jpg', pixtral.parent.parent)
-    assert loads == [pixtral]
+    cache = ModelCache()
+    for _ in range(2): upsample_prompt(None, example_media / 'video2world_input0.jpg', pixtral.parent.parent, cache=cache)
+    assert loads == [pixtral] and len(cache) == 1
+    upsample_prompt(None, example_media / 'video2world_input0.jpg', pixtral.parent.parent)      # no cache: loaded for this call
+    assert loads == [pixtral, pixtral] and len(cache) == 1
 
 
 # --- the Video2World CLI ------------------------------------------------------------------------------------------------------

@@ -23,14 +23,16 @@ from cosmos_nb.train import PowerEMA
 from cosmos_nb.video import video_info
 from cosmos_nb.layout import DIT_DIR, TOKENIZER_DIR, post_trained_dir, read_model_config, write_model_config
 from cosmos_nb.runtime import CheckpointLoadError, FeatureNotAvailableWarning
-from cosmos_nb.video2world import (MissingCheckpointError, Video2WorldPipeline, find_model_files, load_video2world_dit,
-                                   video2world_main, video2world_parser)
+from cosmos_nb.video2world import (GenerationOptions, MissingCheckpointError, PipelineOptions, Video2WorldInputError,
+                                   Video2WorldPipeline, find_model_files, load_video2world_dit, options_from_args, video2world_main,
+                                   video2world_parser)
 from cosmos_nb.testing import make_tiny_checkpoints
 from hub_mock import GatedRepoHub, MockHub   # the loopback stand-in for the Hub
 
 SMALL = ['--num_video_frames', '17', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',
          '--no_progress']
 QUIET = ['--disable_prompt_upsampler', '--disable_guardrail']
+CPU = PipelineOptions(device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
 
 
 @pytest.fixture(scope='module')
@@ -183,7 +185,7 @@ def test_context_parallel_torchrun_two_processes_equals_one(ck, tmp_path, exampl
 # --- the pipeline --------------------------------------------------------------------------------------------------------
 
 def test_pipeline_is_deterministic_and_uses_the_prompt_and_tensor_inputs(ck, example_media):
-    pipe = Video2WorldPipeline(ck, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck)
     kw = dict(num_video_frames=17, height=32, width=48, num_steps=2)
     from cosmos_nb.video import read_video
     frames, _ = read_video(example_media / 'video2world_input0.jpg')
@@ -195,8 +197,8 @@ def test_pipeline_is_deterministic_and_uses_the_prompt_and_tensor_inputs(ck, exa
 
 
 def test_offloading_frees_t5_and_sends_the_dit_away_before_decoding(ck, example_media, monkeypatch):
-    pipe = Video2WorldPipeline(ck, device='cpu', dtype='float32', offload_text_encoder_model=True, offload_diffusion_transformer=True,
-                               offload_tokenizer=True, disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, offload_text_encoder_model=True, offload_diffusion_transformer=True,
+                               offload_tokenizer=True)
     order = []
     real_dit_off = pipe._dit_off
     monkeypatch.setattr(pipe, '_dit_off', lambda: (order.append('dit_off'), real_dit_off()))
@@ -218,6 +220,54 @@ def test_parser_lists_fp8_and_compile_off_by_default():
     assert '--fp8' in helptext and '--compile' in helptext and 'compute capability >= 8.9' in helptext
 
 
+def test_options_dataclasses_make_the_flags_and_come_back_from_them():
+    p = video2world_parser()
+    assert options_from_args(PipelineOptions, p.parse_args([])) == PipelineOptions(checkpoint_dir='checkpoints')   # upstream's CLI default
+    assert PipelineOptions().checkpoint_dir is None                                   # in Python: settings.ini's checkpoint_dir
+    assert options_from_args(GenerationOptions, p.parse_args([])) == GenerationOptions()
+    a = p.parse_args(['--checkpoint_dir', 'ck', '--lora_path', 'a.pt', '--dtype', 'float16', '--device', 'cuda:1', '--offload_tokenizer',
+                      '--disable_guardrail', '--no_progress', '--compile', '--num_steps', '4', '--guidance', '2.5', '--negative_prompt', ''])
+    assert options_from_args(PipelineOptions, a) == PipelineOptions('ck', lora_path='a.pt', dtype='float16', device='cuda:1',
+                                                                     offload_tokenizer=True, disable_guardrail=True, progress=False, compile=True)
+    assert options_from_args(GenerationOptions, a) == GenerationOptions(num_steps=4, guidance=2.5, negative_prompt='')
+    flags = {s for act in p._actions for s in act.option_strings}
+    from dataclasses import fields
+    for cls in (PipelineOptions, GenerationOptions):                                  # every option with help text is a flag
+        for f in fields(cls):
+            if 'help' in f.metadata: assert f'--{f.name}' in flags or f'--no_{f.name}' in flags, f.name
+    assert '--diffusion' not in flags                                                 # a DiffusionConfig: Python only
+
+
+def test_enum_like_options_are_checked_when_made():
+    with pytest.raises(ValueError, match="PipelineOptions.dtype='float64': choose one of 'bfloat16', 'float16', 'float32'"):
+        PipelineOptions(dtype='float64')
+    with pytest.raises(Video2WorldInputError, match="PipelineOptions.device='gpu': choose 'cuda', 'cuda:N'"):
+        replace(CPU, device='gpu')
+    assert PipelineOptions(dtype=torch.float16, device=torch.device('cuda', 1)) == PipelineOptions(dtype='float16', device='cuda:1')
+    with pytest.raises(SystemExit): video2world_parser().parse_args(['--dtype', 'float64'])   # argparse's choices, from the Literal
+
+
+def test_bad_device_flag_is_one_error_line_before_any_model_loads(ck, tmp_path, example_media, monkeypatch):
+    monkeypatch.setattr(v2w, 'load_video2world_dit', lambda *a, **k: pytest.fail('the DiT was loaded'))
+    _, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
+                     '--video_save_folder', tmp_path, *SMALL, *QUIET, '--device', 'gpu')
+    assert err == "error: PipelineOptions.device='gpu': choose 'cuda', 'cuda:N' (a GPU's index) or 'cpu'"
+
+
+def test_pipeline_takes_options_and_overrides(ck, example_media):
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck)
+    assert pipe.options == replace(CPU, checkpoint_dir=ck) and CPU.checkpoint_dir is None       # the caller's options are not changed
+    assert Video2WorldPipeline(checkpoint_dir=ck, device='cpu').options.dtype == 'bfloat16'     # keywords alone: the defaults plus those
+    with pytest.raises(TypeError, match=r'takes a PipelineOptions, not a PosixPath: write Video2WorldPipeline\(checkpoint_dir='):
+        Video2WorldPipeline(ck)
+    with pytest.raises(TypeError, match='num_steps'): Video2WorldPipeline(CPU, checkpoint_dir=ck, num_steps=3)   # a GenerationOptions field
+    small = GenerationOptions(num_video_frames=9, height=32, width=32, num_steps=2)
+    a = pipe.generate(example_media / 'video2world_input0.jpg', 'p', small)
+    b = pipe.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
+    c = pipe.generate(example_media / 'video2world_input0.jpg', 'p', small, seed=2)            # options plus an override
+    assert a.video.shape == (9, 3, 32, 32) and torch.equal(a.video, b.video) and not torch.equal(a.video, c.video)
+
+
 def test_fp8_cli_writes_a_video_close_to_the_full_precision_one(ck, tmp_path, example_media, monkeypatch):
     quantized, to_fp8 = [], v2w._to_fp8
     monkeypatch.setattr(v2w, '_to_fp8', lambda net, device: (quantized.append(str(device)), to_fp8(net, device))[1])
@@ -236,8 +286,7 @@ def test_fp8_cli_writes_a_video_close_to_the_full_precision_one(ck, tmp_path, ex
 
 
 def test_fp8_pipeline_quantizes_the_block_linears_and_stays_close(ck):
-    kw = dict(device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
-    ref, f8 = (Video2WorldPipeline(ck, fp8=on, **kw)._diffusion_model().net for on in (False, True))
+    ref, f8 = (Video2WorldPipeline(CPU, checkpoint_dir=ck, fp8=on)._diffusion_model().net for on in (False, True))
     layers = fp8_layers(f8)
     assert not fp8_layers(ref) and len(layers) == 2 * (4 + 2 + 2)          # 2 blocks: FA q,k,v,out; CA q,out; MLP 2
     assert all(not m.keep_weight and m.weight_fp8.dtype == torch.float8_e4m3fn for m in layers.values())   # frozen: no bf16 copy
@@ -248,8 +297,7 @@ def test_fp8_pipeline_quantizes_the_block_linears_and_stays_close(ck):
 
 
 def test_compile_flag_compiles_the_dit_blocks(ck):
-    pipe = Video2WorldPipeline(ck, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False,
-                               compile=True, fp8=True)
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, compile=True, fp8=True)
     net = pipe._diffusion_model().net
     assert fp8_layers(net) and all(b._compiled_call_impl is not None for b in net.blocks.values())
 
@@ -279,7 +327,7 @@ def test_t5_width_mismatch_is_explained(ck_copy, example_media):
     net = VideoExtendDiT(replace(cfg, crossattn_emb_channels=48))
     torch.save(dit_state_dict_for_upstream(net), ck_copy / DIT_DIR / 'model.pt')
     write_model_config(ck_copy / DIT_DIR, net.config)
-    pipe = Video2WorldPipeline(ck_copy, device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck_copy)
     with pytest.raises(CheckpointLoadError, match='32-wide embeddings, but the DiT .* expects 48'):
         pipe.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=9, height=32, width=32, num_steps=2)
 
@@ -513,13 +561,13 @@ def test_plan_follows_the_flags():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_offload_moves_models_between_gpu_and_cpu(ck, example_media):
-    pipe = Video2WorldPipeline(ck, device='cuda', offload_diffusion_transformer=True, offload_tokenizer=True,
-                               offload_text_encoder_model=True, disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    gpu = replace(CPU, checkpoint_dir=ck, device='cuda', dtype='bfloat16')
+    pipe = Video2WorldPipeline(gpu, offload_diffusion_transformer=True, offload_tokenizer=True, offload_text_encoder_model=True)
     out = pipe.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
     assert out.video.shape == (17, 3, 64, 64) and pipe._t5 is None
     assert next(pipe._model.net.parameters()).device.type == 'cpu'
     assert next(pipe._model.tokenizer.parameters()).device.type == 'cpu'
-    kept = Video2WorldPipeline(ck, device='cuda', disable_prompt_upsampler=True, disable_guardrail=True, progress=False)
+    kept = Video2WorldPipeline(gpu)
     same = kept.generate(example_media / 'video2world_input0.jpg', 'p', num_video_frames=17, height=64, width=64, num_steps=3)
     assert next(kept._model.net.parameters()).device.type == 'cuda'
     assert (out.video.float() - same.video.float()).abs().mean() < 1            # offloading changes where, not what
@@ -540,10 +588,10 @@ def test_context_parallel_on_two_gpus_equals_one_gpu(ck, tmp_path, example_media
 @pytest.mark.skipif(not torch.cuda.is_available() or not fp8_available('cuda'), reason='needs a GPU with FP8 (compute capability >= 8.9)')
 def test_fp8_on_the_gpu_with_an_offloaded_dit(ck, example_media):
     "--fp8 with --offload_diffusion_transformer: quantized on the GPU, waits on the CPU in FP8, a video close to the bf16 one."
-    kw, gen = dict(device='cuda', disable_prompt_upsampler=True, disable_guardrail=True, progress=False), dict(num_video_frames=17, height=64, width=64, num_steps=3)
-    ref = Video2WorldPipeline(ck, **kw).generate(example_media / 'video2world_input0.jpg', 'p', **gen)
-    pipe = Video2WorldPipeline(ck, fp8=True, offload_diffusion_transformer=True, **kw)
-    out = pipe.generate(example_media / 'video2world_input0.jpg', 'p', **gen)
+    gpu, gen = replace(CPU, checkpoint_dir=ck, device='cuda', dtype='bfloat16'), GenerationOptions(num_video_frames=17, height=64, width=64, num_steps=3)
+    ref = Video2WorldPipeline(gpu).generate(example_media / 'video2world_input0.jpg', 'p', gen)
+    pipe = Video2WorldPipeline(gpu, fp8=True, offload_diffusion_transformer=True)
+    out = pipe.generate(example_media / 'video2world_input0.jpg', 'p', gen)
     layers = fp8_layers(pipe._model.net)
     assert layers and all(m.weight_fp8.device.type == 'cpu' and m.weight_fp8.dtype == torch.float8_e4m3fn for m in layers.values())
     assert out.video.shape == ref.video.shape and (out.video.float() - ref.video.float()).abs().mean() < 2
