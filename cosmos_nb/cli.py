@@ -17,6 +17,7 @@ COMMANDS = {
     't5-embed': ('cosmos_nb.t5', 't5_embed_main', 'compute T5-11B text embeddings for a dataset folder (t5_xxl/*.pickle)'),
     'download-nemo-assets': ('cosmos_nb.download', 'download_nemo_assets_main', 'download the Cosmos-NeMo-Assets example dataset'),
     'download-hdvila': ('cosmos_nb.download', 'download_hdvila_main', 'download and clip the HD-VILA-100M example subset'),
+    'make-synthetic-dataset': ('cosmos_nb.data', 'make_synthetic_dataset_main', "write a small dataset of moving shapes (the tiny CPU recipes' data)"),
     'download-checkpoints': ('cosmos_nb.pretrained', 'download_checkpoints_main', 'download the pretrained checkpoints into checkpoints/ (upstream layout)'),
     'download-diffusion-checkpoints': ('cosmos_nb.pretrained', 'download_checkpoints_main', "alias of download-checkpoints (upstream's script name)"),
     'train': ('cosmos_nb.train', 'train_main', 'post-train (full or LoRA) an experiment: cosmos-nb train --experiment NAME key=value ...'),

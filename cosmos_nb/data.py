@@ -6,7 +6,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/data.html.md"""
 
 # %% ../nbs/02_data.ipynb #0ed6e0d4
 from __future__ import annotations
-import hashlib, importlib, json, os, pickle, random, re, warnings
+import argparse, hashlib, importlib, json, os, pickle, random, re, sys, warnings
 from bisect import bisect_right
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,9 +23,9 @@ from .video import VideoError, read_video, resize_video, video_info, write_video
 __all__ = ['VIDEOS', 'METAS', 'T5_DIR', 'VIDEOS_ORIG', 'T5_MAX_LENGTH', 'T5_DIM', 'SHAPES', 'COLORS', 'BACKGROUNDS', 'MOTIONS',
            'DatasetLayout', 'write_captions', 'T5PickleError', 'check_t5_embeddings', 'load_t5_pickle',
            'save_t5_pickle', 'pad_t5_embedding', 'window_starts', 'ShapeClip', 'random_shape_clip', 'render_shape_clip',
-           'toy_text_embedding', 'make_synthetic_dataset', 'StemReport', 'DatasetReport', 'video_fix', 'embedding_fix',
-           't5_pickle_problem', 'embedding_problem', 'validate_dataset', 'BadItemError', 'VideoDataset', 'GoodItems',
-           'make_sampler', 'iterate_epochs', 'make_dataloader']
+           'toy_text_embedding', 'make_synthetic_dataset', 'make_synthetic_dataset_main', 'StemReport', 'DatasetReport',
+           'video_fix', 'embedding_fix', 't5_pickle_problem', 'embedding_problem', 'validate_dataset', 'BadItemError',
+           'VideoDataset', 'GoodItems', 'make_sampler', 'iterate_epochs', 'make_dataloader']
 
 # %% ../nbs/02_data.ipynb #dcb603d1
 VIDEOS, METAS, T5_DIR, VIDEOS_ORIG = 'videos', 'metas', 't5_xxl', 'videos_orig'
@@ -219,6 +219,22 @@ def make_synthetic_dataset(dataset_dir: str|Path, # folder to write (created; ex
                     seed=seed, **clip.__dict__)
         with atomic_write(lay.meta(stem), 'w') as f: json.dump(meta, f)
         if toy_t5: save_t5_pickle(lay.embedding(stem), [toy_text_embedding(clip.caption, t5_dim)])
+    return lay
+
+# %% ../nbs/02_data.ipynb #d9feb0ae
+def make_synthetic_dataset_main(argv: list[str]|None=None) -> DatasetLayout:
+    "Entry point of `cosmos-nb make-synthetic-dataset`: write a dataset of moving shapes (the tiny CPU recipes' data)."
+    p = argparse.ArgumentParser(prog='cosmos-nb make-synthetic-dataset', description="Write a dataset of moving shapes in upstream's "
+        'layout (videos/, metas/ captions, toy t5_xxl/ embeddings): the data of the tiny CPU recipes (video2world_tiny_*_synthetic).')
+    p.add_argument('dataset_dir', nargs='?', default='datasets/synthetic', help='folder to write (default: %(default)s, where the tiny recipes look)')
+    p.add_argument('--n_videos', type=int, default=8, help='clips (default: %(default)s)')
+    p.add_argument('--num_frames', type=int, default=17, help="frames per clip (default: %(default)s, the tiny recipes' data.num_frames)")
+    p.add_argument('--size', type=int, nargs=2, default=[32, 32], metavar=('H', 'W'), help='frame height and width, both even (default: 32 32)')
+    p.add_argument('--seed', type=int, default=0, help='picks the shapes, colours and motions (default: %(default)s)')
+    a = p.parse_args(sys.argv[1:] if argv is None else argv)
+    try: lay = make_synthetic_dataset(a.dataset_dir, a.n_videos, a.num_frames, tuple(a.size), seed=a.seed)
+    except ValueError as e: p.error(str(e))   # e.g. an odd size: one line, no traceback
+    print(f'{a.dataset_dir}: {a.n_videos} clips of {a.num_frames} frames at {a.size[0]}×{a.size[1]}, with captions and toy T5 embeddings')
     return lay
 
 # %% ../nbs/02_data.ipynb #e10e3b60

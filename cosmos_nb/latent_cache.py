@@ -138,7 +138,7 @@ def cache_latents_main(argv: list[str]|None=None):
     lay = DatasetLayout(cfg.data.dataset_dir)
     if not lay.stems('videos'):
         exit_with(2, f'cosmos-nb cache-latents: {lay.videos} {"has no .mp4 clips" if lay.videos.is_dir() else "does not exist"}: '
-                 f'{_dataset_fixes(lay.root)[0]}')
+                 f'{_dataset_fixes(cfg.data)[0]}')
     try: out = cache_latents(cfg, (), a.out, a.batch_size)
     except ValueError as e: exit_with(1, f'cosmos-nb cache-latents: {e}')   # e.g. not one usable window
     print(out)

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from .config import Settings, atomic_write, config_to_dict, load_settings
 from .runtime import DistEnv, exit_with, init_distributed, is_main_process
 from .data import BadItemError, DatasetLayout, VideoDataset, iterate_epochs, make_sampler
-from .dit import VideoExtendDiT, apply_activation_checkpointing, apply_fsdp, compile_blocks, load_dit_checkpoint
+from .dit import VideoExtendDiT, load_dit_checkpoint
+from .parallelize import parallelize
 from .diffusion import Video2WorldDiffusion
 from .fp8 import convert_to_fp8, fp8_buffer_names, fp8_unsupported
 from .experiments import (ExperimentConfig, UnknownExperimentError, _dataset_fixes, _experiment_and_overrides,
@@ -135,10 +136,11 @@ def start_weights(cfg: ExperimentConfig) -> tuple[dict, object]:
 # %% ../nbs/11_train.ipynb #f1e53f5a
 def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn.Module, TrainingDiffusion]:
     "The model to train, sharded (FSDP2) or replicated (DDP) and loaded with its starting weights: `(wrapped, unwrapped)`."
-    t, lora = cfg.trainer, cfg.lora.enabled
-    if t.distributed not in ('fsdp', 'ddp'): raise ValueError(f"trainer.distributed={t.distributed!r}: use 'fsdp' or 'ddp'")
-    if lora and t.distributed == 'fsdp':
-        raise ValueError('LoRA runs replicate the frozen base on every GPU as upstream does: set trainer.distributed=ddp')
+    t, p, lora = cfg.trainer, cfg.parallel, cfg.lora.enabled
+    if lora and p.data_parallel == 'fsdp':
+        raise ValueError('LoRA runs replicate the frozen base on every GPU as upstream does: set parallel.data_parallel=ddp')
+    if p.context_parallel:
+        raise ValueError('parallel.context_parallel=true splits the tokens of one video for generation; training splits the batch: set it false')
     if t.fp8 and not lora:
         raise ValueError('trainer.fp8=true needs lora.enabled=true: FP8 is for frozen weights (the base under LoRA), and a full '
                          'fine-tune trains every Linear; set trainer.fp8=false')
@@ -151,8 +153,10 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
     model = TrainingDiffusion(net, tokenizer, cfg.diffusion)  # logvar head: real, seeded, on the CPU
     if weights and not any(k.startswith('logvar.') for k in weights[0]) and env.is_main:
         warnings.warn(f'{cfg.checkpoint.load_path} has no logvar.* tensors: the uncertainty head starts from random weights')
-    apply_activation_checkpointing(net, t.activation_checkpointing)
-    if t.compile: compile_blocks(net)
+    fsdp = p.data_parallel == 'fsdp'
+    mesh = init_device_mesh(env.device.type, (env.world_size,)) if fsdp else None
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if fsdp and cuda else None
+    parallelize(net, p, mesh, mp)                           # kernels, checkpointing, compile; FSDP2 per block when fsdp
 
     def load(m):
         "Materialise the meta DiT on the device and copy the starting weights in."
@@ -160,10 +164,7 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
         m.net.to_empty(device=env.device); m.net.init_weights()     # init only matters for keys a non-strict load lacks
         load_full_model_state_dict(m, weights[0], strict=False)
 
-    if t.distributed == 'fsdp':
-        mesh = init_device_mesh(env.device.type, (env.world_size,))
-        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if cuda else None
-        apply_fsdp(net, mesh, mp)
+    if fsdp:
         fully_shard(model.logvar, mesh=mesh, **({'mp_policy': mp} if mp else {}))
         fully_shard(model, mesh=mesh, **({'mp_policy': mp} if mp else {}))
         load(model)
@@ -301,9 +302,8 @@ def logger_problems(names) -> list[str]: # `trainer.loggers`
 
 def make_loggers(cfg: ExperimentConfig, run_dir: Path, start: int=0,
                  enabled: bool=True) -> list: # False on ranks other than 0: no loggers
-    "The loggers `trainer.loggers` asks for, JSONL first and always."
+    "The loggers `trainer.loggers` asks for, JSONL first and always (`preflight` has checked them: `logger_problems`)."
     if not enabled: return []
-    if problems := logger_problems(cfg.trainer.loggers): raise ValueError('; '.join(problems))
     names = ['jsonl'] + [n for n in dict.fromkeys(cfg.trainer.loggers) if n != 'jsonl']
     return [LOGGERS[n](run_dir, cfg, start) for n in names]
 
@@ -389,7 +389,7 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
                    f'--out {d.latent_cache} (with this run\'s data.* overrides)')
     if not cached or sampling:                                        # the clips themselves (previews pick their first frames)
         lay, missing = DatasetLayout(d.dataset_dir), {}                  # fix -> what it makes (one line per fix)
-        for folder, kind, fix in zip((lay.videos, lay.metas, lay.t5), ('videos', 'captions', 'embeddings'), _dataset_fixes(lay.root)):
+        for folder, kind, fix in zip((lay.videos, lay.metas, lay.t5), ('videos', 'captions', 'embeddings'), _dataset_fixes(d)):
             if not lay.stems(kind):
                 what = {'videos': '.mp4 clips', 'captions': '.txt captions', 'embeddings': '.pickle T5 embeddings'}[kind]
                 missing.setdefault(fix, []).append(f'{folder} {"has no " + what if folder.is_dir() else "does not exist"}')
@@ -420,12 +420,11 @@ def _find_checkpoint(cfg: ExperimentConfig, ckpt_dir: Path) -> CheckpointInfo|No
 
 # %% ../nbs/11_train.ipynb #8213b329
 class Trainer:
-    "One post-training run: `Trainer(cfg, env).fit()`."
+    "One post-training run: `Trainer(cfg, env).fit()` (`train` runs `preflight` first; do so when you build one yourself)."
     def __init__(self, cfg: ExperimentConfig, env: DistEnv,
                  settings: Settings|None=None): # where runs go; None: `load_settings()` (settings.ini, then $OUTPUT_ROOT)
         self.cfg, self.env, t = cfg, env, cfg.trainer
         if t.grad_accum_iter < 1: raise ValueError(f'trainer.grad_accum_iter={t.grad_accum_iter}: use 1 (no accumulation) or more')
-        if problems := logger_problems(t.loggers): raise ValueError('; '.join(problems))
         settings = settings or load_settings()
         self.run_dir, self.ckpt_dir = cfg.run_dir(settings), cfg.checkpoint_dir(settings)
         ckpt = _find_checkpoint(cfg, self.ckpt_dir)
@@ -595,9 +594,9 @@ def train_main(argv: list[str]|None=None) -> dict|None:
                                             '(`cosmos-nb train` without an experiment lists them all)')
     except (KeyError, ValueError) as e: exit_with(2, f'cosmos-nb train: {e.args[0] if e.args else e}')
     if a.dryrun: print(json.dumps(config_to_dict(cfg), indent=1)); return None
-    if problems := preflight(cfg):
-        exit_with(1, f'cosmos-nb train: {name} cannot start; nothing was written. Missing ({len(problems)}):', *(f'  - {q}' for q in problems))
-    out = train(cfg)
+    try: out = train(cfg)                                 # runs preflight before anything starts
+    except PreflightError as e:
+        exit_with(1, f'cosmos-nb train: {name} cannot start; nothing was written. Missing ({len(e.problems)}):', *(f'  - {q}' for q in e.problems))
     if out['rank'] == 0: print(json.dumps(out))
     return out
 

@@ -81,12 +81,14 @@ def test_console_script_unknown_experiment_and_missing_synthetic_dataset(tmp_pat
     out = cli([exe, 'train', '--experiment', 'video2world_tiny_lora_synthetic'], tmp_path, module=None)
     assert out.returncode == 1 and 'Traceback' not in out.stderr and '[rank0]' not in out.stderr, out.stderr
     assert 'datasets/synthetic/videos does not exist; datasets/synthetic/metas does not exist; datasets/synthetic/t5_xxl does not exist: ' \
-           'make the synthetic dataset' in out.stderr
-    assert out.stderr.count('make_synthetic_dataset(') == 1, 'one fix makes all three folders: say it once'
-    assert 'make_synthetic_dataset' in out.stderr and 'cosmos-nb demo' in out.stderr
+           'cosmos-nb make-synthetic-dataset datasets/synthetic --num_frames 17 --size 32 32 (' in out.stderr
+    assert out.stderr.count('make-synthetic-dataset') == 1, 'one fix makes all three folders: say it once'
+    assert 'python -c' not in out.stderr and 'cosmos-nb demo' in out.stderr
     assert files_under(tmp_path) == []
     # the command it names makes a dataset the run accepts
-    make_synthetic_dataset(tmp_path/'datasets'/'synthetic', n_videos=8, num_frames=17, size=(32, 32))
+    fix = out.stderr.split('make-synthetic-dataset ', 1)[1].split(' (', 1)[0].split()
+    made = cli([exe, 'make-synthetic-dataset', *fix], tmp_path, module=None)
+    assert made.returncode == 0 and 'datasets/synthetic: 8 clips of 17 frames at 32×32' in made.stdout, made.stderr
     assert T.preflight(T.resolve_experiment(TINY["lora"], [f"data.dataset_dir={tmp_path/'datasets'/'synthetic'}"])) == []
 
 
