@@ -9,14 +9,14 @@ export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
 # torch first, with a pin that matches the machine: a bare `torch` range pulls a multi-GB CUDA build on a CPU box.
-# torchcodec must match torch's build: 0.12/0.13 are PyPI's CPU wheels (they import beside a CPU torch 2.13);
-# 0.14+ are CUDA builds that dlopen libtorch_cuda and fail to import next to a CPU torch.
+# The pins (torchcodec must match torch's build) and the ways to get FFmpeg live in one file that cosmos_nb.video reads too.
+include cosmos_nb/assets/install/install.mk
 ifeq ($(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu),gpu)
-TORCH_SPEC      ?= torch>=2.11
-TORCHCODEC_SPEC ?= torchcodec>=0.14
+TORCH_SPEC      ?= $(GPU_TORCH)
+TORCHCODEC_SPEC ?= $(GPU_TORCHCODEC)
 else
-TORCH_SPEC      ?= torch==2.13.0
-TORCHCODEC_SPEC ?= torchcodec>=0.12,<0.14
+TORCH_SPEC      ?= $(CPU_TORCH)
+TORCHCODEC_SPEC ?= $(CPU_TORCHCODEC)
 endif
 
 .PHONY: demo test test-slow install install-test system-deps system-deps-test check-sync nbtest pytest slurm-up clean run-nbs
@@ -33,7 +33,7 @@ test-slow: install
 # Chromium (the docs test renders the site in a headless browser), so only `make test` asks for it.
 # Missing ones are installed with apt-get as root or where sudo needs no password (`sudo -n true`). Otherwise we say what is
 # missing and how to get it, and stop: a sudo password prompt inside make hangs a batch job and looks like a stuck build.
-HOW_ffmpeg   := FFmpeg, whose shared libraries torchcodec loads (versions 4 to 8). Any one of: sudo apt-get install ffmpeg (Debian/Ubuntu) | conda install -c conda-forge ffmpeg (inside your conda env) | module load ffmpeg (on a cluster: module avail ffmpeg)
+HOW_ffmpeg   := FFmpeg, whose shared libraries torchcodec loads (versions 4 to 8). Any one of: $(FFMPEG_FIXES)
 HOW_chromium := Chromium, for the docs browser test only (make demo does not need it): sudo apt-get install chromium (Debian) or chromium-browser (Ubuntu)
 ALT_chromium := chromium-browser
 RPAREN := )

@@ -16,9 +16,10 @@ from PIL import Image
 from .config import atomic_write
 
 # %% auto #0
-__all__ = ['EXAMPLE_MEDIA', 'CPU_TORCHCODEC', 'FFMPEG_FIXES', 'VideoDecoder', 'VideoEncoder', 'IMAGE_SUFFIXES', 'TRAIN_DIVISOR',
-           'INFERENCE_DIVISOR', 'TorchcodecError', 'torchcodec_diagnosis', 'VideoError', 'VideoInfo', 'video_info',
-           'read_video', 'resize_video', 'to_unit', 'from_unit', 'encode_mp4', 'write_video', 'contact_sheet']
+__all__ = ['EXAMPLE_MEDIA', 'INSTALL_FACTS', 'CPU_TORCHCODEC', 'GPU_TORCHCODEC', 'FFMPEG_FIXES', 'VideoDecoder', 'VideoEncoder',
+           'IMAGE_SUFFIXES', 'TRAIN_DIVISOR', 'INFERENCE_DIVISOR', 'TorchcodecError', 'torchcodec_diagnosis',
+           'VideoError', 'VideoInfo', 'video_info', 'read_video', 'resize_video', 'to_unit', 'from_unit', 'encode_mp4',
+           'write_video', 'contact_sheet']
 
 # %% ../nbs/00_video.ipynb #211a548e
 import cosmos_nb
@@ -26,9 +27,17 @@ EXAMPLE_MEDIA = Path(cosmos_nb.__file__).parent/'assets'/'media'   # upstream's 
 
 
 # %% ../nbs/00_video.ipynb #de77927a
-CPU_TORCHCODEC = 'torchcodec>=0.12,<0.14'   # PyPI's CPU wheels: they import beside a CPU torch (what `make install` pins there)
-FFMPEG_FIXES = ('apt-get install ffmpeg (Debian/Ubuntu, as root), conda install -c conda-forge ffmpeg (inside a conda env), '
-                'or module load ffmpeg (on a cluster: `module avail ffmpeg` lists the versions)')
+INSTALL_FACTS = Path(cosmos_nb.__file__).parent/'assets'/'install'/'install.mk'   # the Makefile `include`s the same file
+
+def _install_facts(path: Path=INSTALL_FACTS) -> dict[str, str]:
+    "The `NAME := value` lines of the install facts: the torch/torchcodec pins and the ways to get FFmpeg."
+    return {k.strip(): v.strip() for k, v in (l.split(':=', 1) for l in Path(path).read_text().splitlines()
+                                             if ':=' in l and not l.lstrip().startswith('#'))}
+
+_FACTS = _install_facts()
+CPU_TORCHCODEC = _FACTS['CPU_TORCHCODEC']   # PyPI's CPU wheels: they import beside a CPU torch (what `make install` pins there)
+GPU_TORCHCODEC = _FACTS['GPU_TORCHCODEC']   # the CUDA builds, from PyTorch's index for torch's CUDA version
+FFMPEG_FIXES = _FACTS['FFMPEG_FIXES']       # the ways to get FFmpeg's shared libraries, which pip cannot install
 
 class TorchcodecError(ImportError):
     "torchcodec is missing or cannot load beside this torch; the message says why and which command fixes it."
@@ -43,7 +52,7 @@ def torchcodec_diagnosis(torch_version: str, # `torch.__version__`
                          message: str, # what importing torchcodec raised, with its causes
                         ) -> str:
     "One line: why torchcodec does not import beside this torch, and the command that fixes it."
-    cuda_pin = f'pip install "torchcodec>=0.14" --index-url https://download.pytorch.org/whl/cu{(torch_cuda or "").replace(".", "")}'
+    cuda_pin = f'pip install "{GPU_TORCHCODEC}" --index-url https://download.pytorch.org/whl/cu{(torch_cuda or "").replace(".", "")}'
     fix = f'pip install "{CPU_TORCHCODEC}"' if torch_cuda is None else cuda_pin
     if torchcodec_version is None: return f'torchcodec is not installed (cosmos-nb decodes and encodes video with it): {fix}'
     tc, libs = f'torchcodec {torchcodec_version}', _missing_libs(message)
