@@ -5,7 +5,7 @@ except ImportError:   # the device lacks ipywidgets; the demo only needs widgets
     W = types.ModuleType('ipywidgets'); W.VBox = W.HBox = object; sys.modules['ipywidgets'] = W
 import cosmos_nb.demo as D
 from pathlib import Path
-from cosmos_nb.config import atomic_write
+from cosmos_nb.config import apply_overrides, atomic_write
 from cosmos_nb.tokenizer import make_tokenizer
 from cosmos_nb.video import read_video, to_unit
 args = sys.argv[1:]
@@ -35,7 +35,8 @@ if pre.exists() and 'n_videos' not in extra and 'n_heldout' not in extra:   # pr
     D.make_tiny_t5 = lambda *a, **k: None
     D.load_t5 = lambda *a, **k: (None, None)
     D.embed_dataset = lambda *a, **k: None
-D.DEMO_COMMON = D.DEMO_COMMON + ov
+_common = D.demo_common
+D.demo_common = lambda cfg: apply_overrides(_common(cfg), ov)   # the variant's overrides on top of the demo's settings
 dev = 'cuda' if extra.pop('cuda', 0) else 'cpu'
 s = D.run_demo(out, 'tiny', device=dev, **extra)
 r = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items() if k.startswith(('heldout_mse', 'loss', 'seconds'))}

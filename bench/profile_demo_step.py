@@ -11,7 +11,8 @@ import argparse, ast, dataclasses, json, sys, tempfile, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cosmos_nb.demo import DEMO_SIZES, _base_data, _base_overrides, _env
+from cosmos_nb.config import Settings, apply_overrides
+from cosmos_nb.demo import DEMO_SIZES, _base_config, _base_data
 from cosmos_nb.runtime import init_distributed
 from cosmos_nb.train import Trainer, get_experiment
 
@@ -29,9 +30,9 @@ with tempfile.TemporaryDirectory() as tmp:
     z = dataclasses.replace(z, base_videos=a.clips)
     data, stats, _ = _base_data(tmp, z)                      # as pretrain_base prepares them, on fewer clips
     print(json.dumps(dict(what='data', clips=a.clips, seconds=round(time.time() - t0, 2))), flush=True)
-    ov = _base_overrides(z, a.device, data, stats) + ['trainer.max_iter=100', 'checkpoint.save_iter=100'] + a.extra
-    with _env(OUTPUT_ROOT=tmp/'runs'), init_distributed(a.device) as env:
-        tr = Trainer(get_experiment('video2world_tiny_full_synthetic', ov), env)
+    cfg = apply_overrides(_base_config(z, a.device, data, stats), ['trainer.max_iter=100', 'checkpoint.save_iter=100'] + a.extra)
+    with init_distributed(a.device) as env:
+        tr = Trainer(cfg, env, Settings(output_root=str(tmp/'runs')))
         print(json.dumps(dict(what='config', activation_checkpointing=tr.cfg.parallel.activation_checkpointing, compile=tr.cfg.parallel.compile,
                               params=sum(q.numel() for q in tr.inner.parameters()), batch=tr.cfg.data.batch_size)), flush=True)
         it = iter(tr.loader); next(it); t0 = time.time(); n = 0

@@ -6,19 +6,19 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/demo.html.md"""
 
 # %% ../nbs/19_demo.ipynb #a23a4c55
 from __future__ import annotations
-import argparse, dataclasses, importlib.resources, itertools, json, os, time, warnings
+import argparse, dataclasses, importlib.resources, itertools, json, time, warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
 from PIL import Image
-from .config import atomic_write, atomic_torch_save, load_settings, load_torch_file
+from .config import Settings, atomic_write, atomic_torch_save, load_torch_file
 from .video import read_video, resize_video, write_video, contact_sheet, video_info, to_unit, EXAMPLE_MEDIA
 from .tokenizer import make_tokenizer
 from .data import (make_synthetic_dataset, DatasetLayout, load_t5_pickle, pad_t5_embedding, ShapeClip, SHAPES, COLORS,
                             BACKGROUNDS, MOTIONS)
 from .t5 import make_tiny_t5, load_t5, embed_dataset, encode_prompts
-from .experiments import get_experiment
+from .experiments import ExperimentConfig, get_experiment
 from .runtime import init_distributed
 from .train import Trainer, read_metrics
 from .lora import lora_layers
@@ -26,8 +26,8 @@ from .checkpoint import LATEST_FILE
 from .widgets import side_by_side, plot_metrics
 
 # %% auto #0
-__all__ = ['DEMO_WINDOW_STRIDE', 'DEMO_SIZES', 'DEMO_TEXT_TOKENS', 'DEMO_COMMON', 'DEMO_OVERRIDES', 'PROBE_CAPTION', 'SHEET_ROWS',
-           'DEMO_BASES', 'DEFAULT_INPUT', 'DemoSize', 'fit_latent_stats', 'caption_vocabulary', 'demo_t5',
+__all__ = ['DEMO_WINDOW_STRIDE', 'DEMO_SIZES', 'DEMO_TEXT_TOKENS', 'PROBE_CAPTION', 'SHEET_ROWS', 'DEMO_BASES', 'DEFAULT_INPUT',
+           'DemoSize', 'demo_common', 'demo_config', 'fit_latent_stats', 'caption_vocabulary', 'demo_t5',
            't5_fingerprint', 'frame_mse', 'copy_last_frame', 'continue_clips', 'demo_sheet', 'save_sheet',
            'pretrain_base', 'DemoBaseError', 'find_base', 'adapters_off', 'run_demo', 'smoke', 'demo_main']
 
@@ -74,13 +74,13 @@ class DemoSize:
     @property
     def post_clip_frames(self) -> int: return (self.clip_frames - 1) // self.post_speed + 1   # the same path in fewer frames
 
-    def overrides(self, device: str='cpu', batch_size: int|None=None, lr: float|None=None) -> list[str]:
-        "Experiment overrides that set this size (add them to `DEMO_COMMON`); batch and learning rate default to the LoRA stage's."
-        H, W = self.video_size
-        return [f'data.video_size=({H},{W})', f'data.num_frames={self.num_frames}', f'data.batch_size={batch_size or self.batch_size}',
-                f'data.num_workers={self.num_workers}', f'net.patch_spatial={self.patch_spatial}',
-                f'net.model_channels={self.model_channels}', f'net.num_blocks={self.num_blocks}', f'net.num_heads={self.num_heads}',
-                f'optimizer.lr={lr or self.lora_lr}', f'trainer.device={device}']
+    def apply(self, cfg: ExperimentConfig, device: str='cpu', batch_size: int|None=None, lr: float|None=None) -> ExperimentConfig:
+        "`cfg` at this size (clips, network, batch, learning rate, device); batch and learning rate default to the LoRA stage's."
+        return replace(cfg, data=replace(cfg.data, video_size=self.video_size, num_frames=self.num_frames,
+                                         batch_size=batch_size or self.batch_size, num_workers=self.num_workers),
+                       net=replace(cfg.net, patch_spatial=self.patch_spatial, model_channels=self.model_channels,
+                                   num_blocks=self.num_blocks, num_heads=self.num_heads),
+                       optimizer=replace(cfg.optimizer, lr=lr or self.lora_lr), trainer=replace(cfg.trainer, device=device))
 
     def same_network(self, other: DemoSize) -> bool:
         "Whether a base trained at `other` fits this size (same net, clips and frames)."
@@ -97,24 +97,23 @@ DEMO_SIZES: dict[str, DemoSize] = {
 }
 
 DEMO_TEXT_TOKENS = 32   # the toy captions have ~12 words: cross-attention over 512 zero-padded tokens would be half of every step
-DEMO_COMMON = ['tokenizer.kind=wavelet', 'tokenizer.path=', 'net.in_channels=193', 'net.out_channels=192',
-               f'data.start_frame_interval={DEMO_WINDOW_STRIDE}', 'trainer.distributed=ddp', 'trainer.sample_every=0', 'trainer.logging_iter=0',
-               'diffusion.noise_multiplier=1', 'diffusion.p_mean=0.5', 'diffusion.p_std=1.4', 'diffusion.min_condition_frames=2',
-               f'data.text_tokens={DEMO_TEXT_TOKENS}']
-DEMO_OVERRIDES = DEMO_COMMON + DEMO_SIZES['tiny'].overrides()   # the tiny CPU settings as one list (the LoRA tutorial uses it)
+def demo_common(cfg: ExperimentConfig) -> ExperimentConfig:
+    "`cfg` with what every stage of the demo shares: the wavelet tokenizer, DDP, the training noise of rule 2, short captions."
+    return replace(cfg, tokenizer=replace(cfg.tokenizer, kind='wavelet', path=''),
+                   net=replace(cfg.net, in_channels=193, out_channels=192),
+                   data=replace(cfg.data, start_frame_interval=DEMO_WINDOW_STRIDE, text_tokens=DEMO_TEXT_TOKENS),
+                   parallel=replace(cfg.parallel, data_parallel='ddp'),
+                   trainer=replace(cfg.trainer, sample_every=0, logging_iter=0),
+                   diffusion=replace(cfg.diffusion, noise_multiplier=1, p_mean=0.5, p_std=1.4, min_condition_frames=2))
+
+def demo_config(experiment: str='video2world_tiny_lora_synthetic', # the tiny recipe to start from
+                size: str|DemoSize='tiny', # a `DEMO_SIZES` name or a `DemoSize`
+                device: str='cpu', batch_size: int|None=None, lr: float|None=None) -> ExperimentConfig:
+    "A tiny recipe with the demo's shared settings at `size`: a typed config, built with `dataclasses.replace`."
+    z = DEMO_SIZES[size] if isinstance(size, str) else size
+    return z.apply(demo_common(get_experiment(experiment)), device, batch_size, lr)
 
 # %% ../nbs/19_demo.ipynb #6616e26f
-@contextmanager
-def _env(**kw):
-    "Set environment variables for a block (the run folders follow `$OUTPUT_ROOT`, as upstream's)."
-    old = {k: os.environ.get(k) for k in kw}
-    os.environ.update({k: str(v) for k, v in kw.items()})
-    try: yield
-    finally:
-        for k, v in old.items():
-            if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
-
 def fit_latent_stats(dataset_dir, path, num_frames: int=17,
                      rel_floor: float=0.1) -> Path: # no channel's std below this share of the largest one's
     "Measure per-channel, per-latent-frame mean/std of the wavelet latents of a dataset; write them as a `mean_std.pt` pair."
@@ -256,12 +255,13 @@ def _base_data(out: Path, z: DemoSize) -> tuple[Path, Path, tuple]:
     (out/'base').mkdir(parents=True, exist_ok=True)
     return data, fit_latent_stats(data, out/'base'/'mean_std.pt', z.num_frames), (tok, enc)
 
-def _base_overrides(z: DemoSize, device: str, data: Path, stats: Path) -> list[str]:
-    "Experiment overrides of base pretraining: the size at its base batch and lr, EMA on, blocks compiled on a GPU."
-    return (DEMO_COMMON + z.overrides(device, z.base_batch_size, z.lr) +
-            [f'data.dataset_dir={data}', f'tokenizer.path={stats}', 'ema.enabled=true', f'trainer.max_iter={z.base_iters}',
-             f'checkpoint.save_iter={z.base_iters}', 'trainer.resume=auto',
-             f'trainer.compile={device == "cuda"}'])   # fused elementwise ops: 2× faster steps on a GPU (BENCHMARKS.md)
+def _base_config(z: DemoSize, device: str, data: Path, stats: Path) -> ExperimentConfig:
+    "The config of base pretraining: the size at its base batch and lr, EMA on, blocks compiled on a GPU."
+    cfg = demo_config('video2world_tiny_full_synthetic', z, device, z.base_batch_size, z.lr)
+    return replace(cfg, data=replace(cfg.data, dataset_dir=str(data)), tokenizer=replace(cfg.tokenizer, path=str(stats)),
+                   ema=replace(cfg.ema, enabled=True), trainer=replace(cfg.trainer, max_iter=z.base_iters, resume='auto'),
+                   checkpoint=replace(cfg.checkpoint, save_iter=z.base_iters),
+                   parallel=replace(cfg.parallel, compile=device == 'cuda'))   # fused elementwise ops: 2× faster steps on a GPU (BENCHMARKS.md)
 
 def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the finished base (in `out_dir/base`)
                   size: str|DemoSize='tiny', # a `DEMO_SIZES` name or a `DemoSize`
@@ -270,8 +270,8 @@ def pretrain_base(out_dir: str|Path='outputs/demo_base', # dataset, runs and the
     "Train the demo's base model from random weights on synthetic clips; write `model.pt`, `mean_std.pt`, `info.json`."
     z, t0, out = _demo_size(size, changes), time.time(), Path(out_dir)
     (data, stats, (tok, enc)), base = _base_data(out, z), out/'base'
-    with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
-        trainer = Trainer(get_experiment('video2world_tiny_full_synthetic', _base_overrides(z, device, data, stats)), env)
+    with init_distributed(device) as env:
+        trainer = Trainer(_base_config(z, device, data, stats), env, Settings(output_root=str(out/'runs')))
         trainer.fit()
     # the EMA weights, in bfloat16 like the released model.pt (upstream keys: net.*, logvar.*)
     ema = load_torch_file(trainer.ckpt_dir/f'iter_{z.base_iters:09d}_ema_model.pt', 'base checkpoint')
@@ -349,16 +349,17 @@ def run_demo(out_dir: str|Path='outputs/demo', # everything goes here: datasets,
         if not t5_same: warnings.warn(f'the tiny T5 here differs from the one {base_dir} was trained with: captions will mean less to it')
         clips = _heldout_clips(held, z.num_frames)
         # 4. LoRA post-training on top of the frozen base, loaded the way the released model.pt is
-        overrides = (DEMO_COMMON + z.overrides(device) +
-                     [f'data.dataset_dir={data}', f'tokenizer.path={base_dir/"mean_std.pt"}', 'ema.enabled=false',
-                      f'trainer.max_iter={z.lora_iters}', f'checkpoint.save_iter={z.lora_iters}',
-                      f'checkpoint.load_path={base_dir/"model.pt"}', 'trainer.resume=auto'])
+        lora_cfg = demo_config('video2world_tiny_lora_synthetic', z, device)
+        lora_cfg = replace(lora_cfg, data=replace(lora_cfg.data, dataset_dir=str(data)),
+                           tokenizer=replace(lora_cfg.tokenizer, path=str(base_dir/'mean_std.pt')), ema=replace(lora_cfg.ema, enabled=False),
+                           trainer=replace(lora_cfg.trainer, max_iter=z.lora_iters, resume='auto'),
+                           checkpoint=replace(lora_cfg.checkpoint, save_iter=z.lora_iters, load_path=str(base_dir/'model.pt')))
+        runs = Settings(output_root=str(out/'runs'))                             # the run folders go under out_dir
         gen = lambda m: continue_clips(m, clips, z.n_input, z.steps)
-        with _env(OUTPUT_ROOT=out/'runs'), init_distributed(device) as env:
-            lora_cfg = get_experiment('video2world_tiny_lora_synthetic', overrides)
-            try: lora = Trainer(lora_cfg, env)
+        with init_distributed(device) as env:
+            try: lora = Trainer(lora_cfg, env, runs)
             except ValueError as e:   # resuming a LoRA run that an older demo (another net) left in this folder?
-                if not (lora_cfg.checkpoint_dir(load_settings())/LATEST_FILE).is_file(): raise
+                if not (lora_cfg.checkpoint_dir(runs)/LATEST_FILE).is_file(): raise
                 raise DemoBaseError(f'{out/"runs"} holds a LoRA run that does not fit this base ({str(e).splitlines()[0]}): '
                                     'delete that folder or pass another --out') from e
             with adapters_off(lora.inner): gen_base, err_base = gen(lora.inner)

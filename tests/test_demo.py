@@ -2,7 +2,7 @@
 import dataclasses
 import pytest
 import torch
-from cosmos_nb.demo import DEMO_COMMON, DEMO_SIZES, DemoSize, demo_main, run_demo
+from cosmos_nb.demo import DEMO_SIZES, DemoSize, demo_config, demo_main, run_demo
 from cosmos_nb.experiments import get_experiment
 
 
@@ -30,7 +30,7 @@ def test_every_size_is_consistent_with_the_model_and_training(name):
     H, W = z.video_size
     assert H % (4 * z.patch_spatial) == 0 and W % (4 * z.patch_spatial) == 0 and H % 2 == 0
     assert (z.num_frames - 1) % 4 == 0 and (z.n_input - 1) % 4 == 0 and z.n_input < z.num_frames
-    cfg = get_experiment('video2world_tiny_full_synthetic', DEMO_COMMON + z.overrides('cuda'))
+    cfg = demo_config('video2world_tiny_full_synthetic', z, 'cuda')
     assert 1 + (z.n_input - 1) // 4 <= cfg.diffusion.max_condition_frames   # generation conditions as training does
     assert 3 * cfg.net.model_channels >= 4 * cfg.net.patch_spatial**2 * 192   # every token number can be denoised, with room
     assert cfg.net.model_channels % cfg.net.num_heads == 0 and cfg.trainer.device == 'cuda'
@@ -53,7 +53,7 @@ def test_the_shipped_tiny_base_loads_with_strict_keys():
     from cosmos_nb.config import load_torch_file
     from cosmos_nb.dit import VideoExtendDiT, load_dit_checkpoint
     folder, info = find_base(None, DEMO_SIZES['tiny'])
-    cfg = get_experiment('video2world_tiny_full_synthetic', DEMO_COMMON + DEMO_SIZES['tiny'].overrides())
+    cfg = demo_config('video2world_tiny_full_synthetic', 'tiny')
     rep = load_dit_checkpoint(VideoExtendDiT(cfg.net), load_torch_file(folder/'model.pt'), strict=True)
     assert rep is not None and info['size']['base_iters'] == DEMO_SIZES['tiny'].base_iters
 
