@@ -1,0 +1,168 @@
+"""Trading weights with diffusers (issue 21): our DiT <-> `CosmosTransformer3DModel` (names, config, transformer folders), the
+same forward in both, bit-exact round trips, errors that name the file; LoRA adapters in PEFT's layout applied through
+diffusers / peft; `cosmos-nb export-checkpoint --format diffusers|peft`. Tiny config, random weights, CPU."""
+import json
+
+import pytest
+import torch
+
+from cosmos_nb.dit import DiTConfig, VideoExtendDiT, dit_state_dict_for_upstream
+from cosmos_nb.diffusers_format import (CONFIG_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, diffusers_config, dit_config_from_diffusers,
+                                        dit_to_diffusers, find_diffusers_transformer, read_diffusers_transformer,
+                                        save_diffusers_transformer, use_torch_resize)
+
+from diffusers import CosmosTransformer3DModel   # a dev dependency (pyproject's `dev` and `diffusers` extras)
+
+use_torch_resize()   # no torchvision on CPU CI: diffusers' padding-mask resize through F.interpolate (nearest), as torchvision does
+
+
+def random_dit(seed=0, **overrides):
+    "A tiny DiT whose every weight is random (the zero-initialised adaLN outputs and unit norms would hide mapping bugs)."
+    torch.manual_seed(seed)
+    net = VideoExtendDiT(DiTConfig.tiny(**overrides))
+    with torch.no_grad():
+        for p in net.parameters(): p.add_(0.05 * torch.randn_like(p))
+    return net.eval()
+
+
+def inputs(seed=1, B=2):
+    g = torch.Generator().manual_seed(seed)
+    x, ctx = torch.randn(B, 16, 3, 8, 8, generator=g), torch.randn(B, 7, 1024, generator=g)
+    cond = torch.zeros(B, 1, 3, 8, 8); cond[:, :, :1] = 1                      # the first latent frame conditions
+    pad = torch.zeros(1, 1, 64, 64); pad[..., 48:] = 1                            # right quarter padded
+    return x, torch.tensor([0.3, -1.2][:B]), ctx, cond, pad
+
+
+def diffusers_forward(model, x, c_noise, ctx, cond, pad, fps):
+    return model(x, c_noise, ctx, fps=fps, condition_mask=cond, padding_mask=pad).sample
+
+
+def set_qk_eps(model, eps):
+    for m in model.modules():
+        if getattr(m, "norm_q", None) is not None: m.norm_q.eps = m.norm_k.eps = eps
+
+
+# --- names and config at full size -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", ["predict1_7b_video2world", "predict1_14b_video2world"])
+def test_full_size_keys_and_shapes_equal_diffusers_model(preset):
+    cfg = getattr(DiTConfig, preset)()
+    with torch.device("meta"):
+        ours = VideoExtendDiT(cfg).state_dict()
+        theirs = CosmosTransformer3DModel(**diffusers_config(cfg)).state_dict()
+    converted = dit_to_diffusers(ours, cfg)
+    assert set(converted) == set(theirs)
+    assert all(converted[k].shape == theirs[k].shape for k in theirs)
+
+
+def test_config_is_what_diffusers_saves():
+    "Our config.json holds every argument diffusers' own save_pretrained writes for the same model, with equal values."
+    cfg = DiTConfig.tiny()
+    model = CosmosTransformer3DModel(**diffusers_config(cfg))
+    theirs = {k: v for k, v in model.config.items() if not k.startswith("_")}
+    ours = diffusers_config(cfg)
+    assert {k: theirs[k] for k in ours} == {k: list(v) if isinstance(v, tuple) else v for k, v in ours.items()}
+    assert dit_config_from_diffusers(dict(model.config), base=cfg) == cfg
+
+
+# --- the same network ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides", [{}, {"extra_per_block_abs_pos_emb": False}])
+def test_exported_transformer_forward_equals_ours(tmp_path, overrides):
+    net = random_dit(**overrides)
+    folder = save_diffusers_transformer(dit_state_dict_for_upstream(net), net.config, tmp_path / "transformer")
+    model, info = CosmosTransformer3DModel.from_pretrained(folder, output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == [] and info["mismatched_keys"] == []
+    model.eval()
+    x, c_noise, ctx, cond, pad = inputs()
+    with torch.no_grad():
+        for fps in (24, 16):
+            ours = net(x, c_noise, ctx, fps=fps, padding_mask=pad, condition_video_input_mask=cond)
+            theirs = diffusers_forward(model, x, c_noise, ctx, cond, pad, fps)
+            torch.testing.assert_close(theirs, ours, rtol=0, atol=2e-4 * ours.abs().max().item())   # diffusers' q/k-norm eps is 1e-5
+        set_qk_eps(model, net.config.norm_eps)                                                      # upstream's 1e-6: then fp32 rounding only
+        ours = net(x, c_noise, ctx, fps=16, padding_mask=pad, condition_video_input_mask=cond)
+        theirs = diffusers_forward(model, x, c_noise, ctx, cond, pad, 16)
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-5)
+    # and the masks matter in both (a wrong channel order or a dropped mask would pass the checks above only by luck)
+    with torch.no_grad():
+        other = diffusers_forward(model, x, c_noise, ctx, torch.zeros_like(cond), pad, 16)
+    assert (other - theirs).abs().max() > 1e-3
+
+
+# --- folders: round trips, shards, errors --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype,shard", [(torch.float32, "5GB"), (torch.bfloat16, "100KB")])
+def test_export_import_round_trips_bit_exactly(tmp_path, dtype, shard):
+    net = random_dit().to(dtype)
+    sd = dit_state_dict_for_upstream(net)
+    folder = save_diffusers_transformer(sd, net.config, tmp_path / "t", max_shard_size=shard)
+    sharded = (folder / WEIGHTS_INDEX_NAME).is_file()
+    assert sharded == (shard == "100KB") and (folder / WEIGHTS_NAME).is_file() != sharded
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]            # no temp files left
+    back, cfg = read_diffusers_transformer(folder, base=net.config)
+    assert cfg == net.config and set(back) == set(sd)
+    for k, v in sd.items():
+        assert back[k].dtype == v.dtype and torch.equal(back[k], v), k
+    loaded = VideoExtendDiT(cfg).to(dtype)
+    loaded.load_state_dict({k[len("net."):]: v for k, v in back.items()}, strict=True)
+
+
+def test_reexport_with_other_sharding_leaves_no_stale_shards(tmp_path):
+    net = random_dit()
+    sd = dit_state_dict_for_upstream(net)
+    folder = save_diffusers_transformer(sd, net.config, tmp_path / "t", max_shard_size="100KB")
+    assert len(list(folder.glob("*-of-*.safetensors"))) > 1
+    save_diffusers_transformer(sd, net.config, folder)
+    assert sorted(p.name for p in folder.iterdir()) == [CONFIG_NAME, WEIGHTS_NAME]
+    CosmosTransformer3DModel.from_pretrained(folder)
+
+
+def test_missing_and_unexpected_keys_name_the_file(tmp_path):
+    from safetensors.torch import load_file, save_file
+    net = random_dit()
+    sd = dit_state_dict_for_upstream(net)
+    with pytest.raises(ValueError, match=r"runs/x/iter_000000010_model\.pt: unexpected blocks\.block0\.extra\.weight"):
+        dit_to_diffusers({**sd, "net.blocks.block0.extra.weight": torch.zeros(1)}, net.config, "runs/x/iter_000000010_model.pt")
+    with pytest.raises(ValueError, match=r"missing final_layer\.linear\.weight"):
+        dit_to_diffusers({k: v for k, v in sd.items() if "final_layer.linear" not in k}, net.config)
+    with pytest.raises(ValueError, match=r"merged first"):                       # LoRA tensors: merge before exporting
+        dit_to_diffusers({**sd, "net.blocks.block0.blocks.0.block.attn.to_q_lora.net.0.weight": torch.zeros(4, 64)}, net.config)
+    folder = save_diffusers_transformer(sd, net.config, tmp_path / "t")
+    f = folder / WEIGHTS_NAME
+    tensors = load_file(f)
+    save_file({**{k: v for k, v in tensors.items() if k != "proj_out.weight"}, "transformer_blocks.0.attn1.to_x.weight": torch.zeros(1)}, f)
+    with pytest.raises(ValueError) as e:
+        read_diffusers_transformer(folder)
+    msg = str(e.value)
+    assert str(f) in msg and "missing proj_out.weight" in msg and "unexpected transformer_blocks.0.attn1.to_x.weight" in msg
+    # a model of another size: the shapes are named
+    save_diffusers_transformer(dit_state_dict_for_upstream(random_dit(model_channels=128)), DiTConfig.tiny(model_channels=128), tmp_path / "wide")
+    cfg = json.loads((tmp_path / "wide" / CONFIG_NAME).read_text())
+    (tmp_path / "wide" / CONFIG_NAME).write_text(json.dumps({**cfg, "attention_head_dim": 32}))
+    with pytest.raises(ValueError, match=r"wrong shape .*\(expected"):
+        read_diffusers_transformer(tmp_path / "wide")
+
+
+def test_detection_by_files(tmp_path):
+    net = random_dit()
+    assert find_diffusers_transformer(tmp_path) is None
+    torch.save(dit_state_dict_for_upstream(net), tmp_path / "model.pt")
+    assert find_diffusers_transformer(tmp_path / "model.pt") is None and find_diffusers_transformer(tmp_path) is None
+    t = save_diffusers_transformer(dit_state_dict_for_upstream(net), net.config, tmp_path / "pipe" / "transformer")
+    (tmp_path / "pipe" / "model_index.json").write_text("{}")
+    assert find_diffusers_transformer(tmp_path / "pipe") == t == find_diffusers_transformer(t)
+    (tmp_path / "vae").mkdir(); (tmp_path / "vae" / CONFIG_NAME).write_text(json.dumps({"_class_name": "AutoencoderKLCosmos"}))
+    (tmp_path / "vae" / WEIGHTS_NAME).write_bytes(b"")
+    assert find_diffusers_transformer(tmp_path / "vae") is None
+    with pytest.raises(FileNotFoundError, match="not a diffusers CosmosTransformer3DModel folder"):
+        read_diffusers_transformer(tmp_path / "vae")
+
+
+def test_cosmos2_transformer_is_refused_by_name(tmp_path):
+    net = random_dit()
+    folder = save_diffusers_transformer(dit_state_dict_for_upstream(net), net.config, tmp_path / "t")
+    cfg = json.loads((folder / CONFIG_NAME).read_text())
+    (folder / CONFIG_NAME).write_text(json.dumps({**cfg, "use_crossattn_projection": True}))
+    with pytest.raises(ValueError, match=r"config\.json: .*Cosmos-Predict2"):
+        read_diffusers_transformer(folder)
