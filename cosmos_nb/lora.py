@@ -1,4 +1,4 @@
-"""peft LoRA adapters on q and v of the self- and cross-attention of the first N blocks, exactly as upstream builds them; conversion between peft's and upstream's parameter names; adapter-only files; merging.
+"""peft LoRA adapters on q and v of the self- and cross-attention of the first N blocks, exactly as upstream builds them; conversion between peft's and upstream's parameter names; adapter-only files (ours, and PEFT's layout with diffusers' module names); merging.
 
 Docs: https://cosmos-nb.github.io/cosmos-nb/lora.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/lora.html.md"""
 
 # %% ../nbs/09_lora.ipynb #60f12b6e
 from __future__ import annotations
-import io, re
+import io, json, re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,16 +17,18 @@ from torch.distributed.tensor import DTensor
 from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora import LoraLayer
 
-from .config import atomic_torch_save, load_torch_file
+from .config import atomic_torch_save, atomic_write, load_torch_file
 from .runtime import is_main_process
 from .dit import VideoExtendDiT, DiTLoadReport, load_dit_checkpoint, dit_state_dict_for_upstream
 from .experiments import LoRAConfig
+from .diffusers_format import cosmos_module_name, diffusers_module_name, save_safetensors
 
 # %% auto #0
-__all__ = ['ADAPTER', 'dit_of', 'lora_target_modules', 'lora_layers', 'is_lora_param', 'apply_lora', 'model_lora_config',
-           'peft_to_upstream_key', 'upstream_to_peft_key', 'lora_state_dict', 'save_lora_adapter',
-           'read_lora_checkpoint', 'infer_lora_config', 'load_lora_adapter', 'upstream_lora_state_dict',
-           'upstream_lora_checkpoint', 'load_lora_checkpoint', 'merge_lora']
+__all__ = ['ADAPTER', 'PEFT_CONFIG_FILE', 'PEFT_WEIGHTS_FILE', 'PEFT_PREFIX', 'dit_of', 'lora_target_modules', 'lora_layers',
+           'is_lora_param', 'apply_lora', 'model_lora_config', 'peft_to_upstream_key', 'upstream_to_peft_key',
+           'lora_state_dict', 'save_lora_adapter', 'read_lora_checkpoint', 'infer_lora_config', 'load_lora_adapter',
+           'save_peft_adapter', 'read_peft_adapter', 'upstream_lora_state_dict', 'upstream_lora_checkpoint',
+           'load_lora_checkpoint', 'merge_lora']
 
 # %% ../nbs/09_lora.ipynb #7974fb79
 ADAPTER = "default"  # peft's adapter name; the only one we use
@@ -147,11 +149,14 @@ def save_lora_adapter(model: nn.Module, # the DiT (or a module holding it at `.n
     return Path(path)
 
 # %% ../nbs/09_lora.ipynb #877985b4
-def read_lora_checkpoint(path: str | Path | Mapping, # adapter file, upstream `iter_N_model.pt`, flat state dict (or such a dict)
+def read_lora_checkpoint(path: str | Path | Mapping, # adapter file or PEFT folder, upstream `iter_N_model.pt`, flat state dict (or such a dict)
                          use_ema: bool | None = None, # None: the EMA LoRA weights if the file has them; True: require them; False: ignore
                         ) -> tuple[dict, dict, bool]:
     "`(state dict in upstream names with 'net.', metadata, used_ema)` from any file that holds LoRA tensors."
     source = "state dict" if isinstance(path, Mapping) else str(path)
+    if not isinstance(path, Mapping) and Path(path).is_dir():  # PEFT's layout (adapter_config.json + adapter_model.safetensors)
+        if use_ema: raise ValueError(f"{source}: a PEFT adapter folder holds one set of weights, no EMA: load with use_ema=None")
+        return *read_peft_adapter(path), False
     obj = dict(path) if isinstance(path, Mapping) else load_torch_file(path, "LoRA checkpoint")
     meta, ema = {}, None
     if isinstance(obj.get("lora"), Mapping): sd, meta = dict(obj["lora"]), dict(obj.get("metadata") or {})  # our adapter file
@@ -227,6 +232,70 @@ def load_lora_adapter(model: nn.Module, # the base DiT (adapters are added to ma
                 raise ValueError(f"{source}: {k} has shape {tuple(v.shape)} but the model's is {tuple(p.shape)} (a checkpoint of another model size?)")
             p.copy_(v)
     return cfg
+
+# %% ../nbs/09_lora.ipynb #8a085a28
+PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
+PEFT_PREFIX = "base_model.model"  # PEFT's name of the wrapped model in adapter tensor names
+
+def _adapted_module(key: str) -> tuple[str, int]:
+    "An upstream LoRA tensor name -> (our module path of the adapted Linear, 0 for A / 1 for B)."
+    m = _UPSTREAM_LORA_KEY.search(key)
+    return f"blocks.block{m['blk']}.blocks.{m['sub']}.block.attn.to_{m['qv']}.0", int(m["i"])
+
+
+def save_peft_adapter(source: nn.Module | str | Path | Mapping, # a DiT with adapters, our adapter file, a LoRA `iter_N_model.pt`, or a state dict
+                      folder: str | Path, # the folder to write
+                      use_ema: bool | None = None, # for a checkpoint: see `read_lora_checkpoint`
+                     ) -> Path:
+    "Write LoRA adapters in PEFT's layout (`adapter_config.json` + `adapter_model.safetensors`) with diffusers' Cosmos module names."
+    if isinstance(source, nn.Module): sd, c = lora_state_dict(source), model_lora_config(source)  # collective under FSDP2
+    else:
+        name = "state dict" if isinstance(source, Mapping) else str(source)
+        sd, meta, _ = read_lora_checkpoint(source, use_ema)
+        sd = {k: v for k, v in sd.items() if _UPSTREAM_LORA_KEY.search(k)}
+        c = infer_lora_config(sd, meta.get("scale", 1.0), name)
+    tensors, targets = {}, set()
+    for k, v in sd.items():
+        module, i = _adapted_module(k)
+        targets.add(target := diffusers_module_name(module))
+        tensors[f"{PEFT_PREFIX}.{target}.lora_{'AB'[i]}.weight"] = v
+    peft_cfg = LoraConfig(r=c.rank, lora_alpha=c.rank * c.scale, target_modules=sorted(targets), lora_dropout=0.0, bias="none")
+    d = {k: sorted(v) if isinstance(v, set) else v for k, v in peft_cfg.to_dict().items()}
+    folder = Path(folder)
+    if is_main_process():
+        save_safetensors(tensors, folder / PEFT_WEIGHTS_FILE, {"lora_adapter_metadata": json.dumps({f"{PEFT_PREFIX}.{k}": v for k, v in d.items()})})
+        with atomic_write(folder / PEFT_CONFIG_FILE, "w") as f: json.dump(d, f, indent=2, sort_keys=True)
+    return folder
+
+# %% ../nbs/09_lora.ipynb #22c03930
+_PEFT_TENSOR = re.compile(r"(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight")
+
+def read_peft_adapter(folder: str | Path, # holds adapter_config.json and adapter_model.safetensors
+                     ) -> tuple[dict, dict]:
+    "`(LoRA tensors in upstream names with net., {'scale': ..., 'format': 'peft'})` of a PEFT-layout folder with diffusers' names."
+    from safetensors.torch import load_file
+    folder = Path(folder)
+    cfg_file, weights = folder / PEFT_CONFIG_FILE, folder / PEFT_WEIGHTS_FILE
+    if gone := [f.name for f in (cfg_file, weights) if not f.is_file()]:
+        raise FileNotFoundError(f"{folder} is not a PEFT adapter folder: {gone} missing (write one with cosmos_nb.lora.save_peft_adapter)")
+    c = json.loads(cfg_file.read_text())
+    odd = {k: c.get(k) for k in ("use_dora", "rank_pattern", "alpha_pattern") if c.get(k)}
+    if c.get("peft_type", "LORA") != "LORA" or c.get("bias", "none") != "none" or odd:
+        raise ValueError(f"{cfg_file}: peft_type={c.get('peft_type')!r}, bias={c.get('bias')!r}, {odd}: cosmos-nb adapters are plain LoRA "
+                         "(one rank and alpha, no bias or DoRA)")
+    r, alpha = int(c["r"]), float(c["lora_alpha"])
+    sd, bad = {}, []
+    for k, v in load_file(weights).items():
+        name = k.removeprefix(f"{PEFT_PREFIX}.").removeprefix("transformer.")
+        m = _PEFT_TENSOR.fullmatch(name)
+        ours = m and cosmos_module_name(m["module"])
+        if not (ours and re.search(r"\.attn\.to_[qv]\.0$", ours)): bad.append(k); continue
+        sd[f"net.{ours[:-len('.0')]}_lora.net.{'AB'.index(m['ab'])}.weight"] = v
+        if v.shape["AB".index(m["ab"])] != r:
+            raise ValueError(f"{weights}: {k} has shape {tuple(v.shape)} but {cfg_file.name} says r={r}")
+    if bad: raise ValueError(f"{weights}: {bad[:4]} ({len(bad)} in all) are not LoRA weights of q/v in the attention of diffusers' "
+                             "CosmosTransformer3DModel, the only adapters cosmos-nb builds")
+    return sd, dict(scale=alpha / (r ** 0.5 if c.get("use_rslora") else r), format="peft")
 
 # %% ../nbs/09_lora.ipynb #459bce08
 def _to_upstream_name(key: str) -> str:

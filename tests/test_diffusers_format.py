@@ -166,3 +166,87 @@ def test_cosmos2_transformer_is_refused_by_name(tmp_path):
     (folder / CONFIG_NAME).write_text(json.dumps({**cfg, "use_crossattn_projection": True}))
     with pytest.raises(ValueError, match=r"config\.json: .*Cosmos-Predict2"):
         read_diffusers_transformer(folder)
+
+
+# --- LoRA adapters in PEFT's layout ----------------------------------------------------------------------------------------
+
+from cosmos_nb.experiments import LoRAConfig                                   # noqa: E402
+from cosmos_nb.lora import (apply_lora, load_lora_adapter, lora_layers, read_lora_checkpoint, read_peft_adapter,  # noqa: E402
+                            save_lora_adapter, save_peft_adapter, upstream_lora_checkpoint)
+
+
+def trained_lora(net, rank=4, scale=0.5, first_nblocks=2, seed=5):
+    "Add adapters to `net` and make A and B random (as after training); scale != 1 so a wrong alpha would show."
+    apply_lora(net, LoRAConfig(enabled=True, first_nblocks=first_nblocks, rank=rank, scale=scale))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(net).values():
+            for lin in (layer.lora_A["default"], layer.lora_B["default"]): lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.1)
+    return net
+
+
+def test_lora_through_diffusers_and_peft_equals_ours(tmp_path):
+    from peft import PeftModel
+    net = random_dit()
+    base_folder = save_diffusers_transformer(dit_state_dict_for_upstream(net), net.config, tmp_path / "base")
+    trained_lora(net)
+    adapter = save_peft_adapter(net, tmp_path / "adapter")
+    x, c_noise, ctx, cond, pad = inputs()
+    with torch.no_grad(): ours = net(x, c_noise, ctx, fps=16, padding_mask=pad, condition_video_input_mask=cond)
+
+    transformer = CosmosTransformer3DModel.from_pretrained(base_folder).eval()
+    transformer.load_lora_adapter(adapter, prefix="base_model.model", use_safetensors=True)
+    assert transformer.peft_config["default_0"].lora_alpha / transformer.peft_config["default_0"].r == 0.5
+    set_qk_eps(transformer, net.config.norm_eps)
+    with torch.no_grad(): via_diffusers = diffusers_forward(transformer, x, c_noise, ctx, cond, pad, 16)
+    torch.testing.assert_close(via_diffusers, ours, rtol=1e-5, atol=1e-5)
+
+    plain = CosmosTransformer3DModel.from_pretrained(base_folder).eval()
+    set_qk_eps(plain, net.config.norm_eps)
+    with torch.no_grad(): without = diffusers_forward(plain, x, c_noise, ctx, cond, pad, 16)
+    assert (without - ours).abs().max() > 1e-3                                  # the adapter changes the output
+    via_peft = PeftModel.from_pretrained(plain, adapter).eval()
+    with torch.no_grad(): y = diffusers_forward(via_peft.base_model.model, x, c_noise, ctx, cond, pad, 16)
+    torch.testing.assert_close(y, ours, rtol=1e-5, atol=1e-5)
+
+
+def test_peft_folder_round_trips_into_our_model_bit_exactly(tmp_path):
+    net = trained_lora(random_dit(), rank=3, scale=0.5)
+    save_lora_adapter(net, tmp_path / "adapter.pt")
+    folder = save_peft_adapter(tmp_path / "adapter.pt", tmp_path / "peft")      # from our adapter file
+    ours_sd, meta, _ = read_lora_checkpoint(tmp_path / "adapter.pt")
+    sd, peft_meta = read_peft_adapter(folder)
+    assert set(sd) == set(ours_sd) and all(torch.equal(sd[k], ours_sd[k]) for k in sd)
+    assert peft_meta["scale"] == meta["scale"] == 0.5
+    fresh = random_dit()                                                       # the same base weights, no adapters
+    cfg = load_lora_adapter(fresh, folder)
+    assert (cfg.first_nblocks, cfg.rank, cfg.scale) == (2, 3, 0.5)
+    x, c_noise, ctx, cond, pad = inputs()
+    with torch.no_grad():
+        assert torch.equal(fresh(x, c_noise, ctx, fps=16, padding_mask=pad, condition_video_input_mask=cond),
+                           net(x, c_noise, ctx, fps=16, padding_mask=pad, condition_video_input_mask=cond))
+
+
+def test_peft_folder_from_a_lora_run_checkpoint_takes_the_ema(tmp_path):
+    net = trained_lora(random_dit(), scale=1.0)
+    ema = {n: p.detach() + 1.0 for n, p in net.named_parameters() if ".lora_" in n}
+    torch.save(upstream_lora_checkpoint(net, ema=ema), tmp_path / "iter_000000010_model.pt")
+    sd, _ = read_peft_adapter(save_peft_adapter(tmp_path / "iter_000000010_model.pt", tmp_path / "ema"))
+    reg, _ = read_peft_adapter(save_peft_adapter(tmp_path / "iter_000000010_model.pt", tmp_path / "reg", use_ema=False))
+    k = "net.blocks.block1.blocks.1.block.attn.to_v_lora.net.1.weight"
+    assert torch.equal(sd[k], reg[k] + 1.0)
+
+
+def test_peft_folders_we_cannot_use_are_refused_by_name(tmp_path):
+    from safetensors.torch import load_file, save_file
+    net = trained_lora(random_dit())
+    folder = save_peft_adapter(net, tmp_path / "a")
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
+    with pytest.raises(ValueError, match=r"adapter_config\.json: .*plain LoRA"):
+        load_lora_adapter(random_dit(), folder)
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    w = folder / "adapter_model.safetensors"
+    save_file({**load_file(w), "base_model.model.transformer_blocks.0.ff.net.2.lora_A.weight": torch.zeros(4, 256)}, w)
+    with pytest.raises(ValueError, match=r"adapter_model\.safetensors: .*ff\.net\.2\.lora_A"):
+        load_lora_adapter(random_dit(), folder)
