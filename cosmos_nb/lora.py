@@ -246,6 +246,7 @@ def _adapted_module(key: str) -> tuple[str, int]:
 def save_peft_adapter(source: nn.Module | str | Path | Mapping, # a DiT with adapters, our adapter file, a LoRA `iter_N_model.pt`, or a state dict
                       folder: str | Path, # the folder to write
                       use_ema: bool | None = None, # for a checkpoint: see `read_lora_checkpoint`
+                      scale: float | None = None, # for a checkpoint: the adapters' scale (upstream's files do not store it; None: the file's, else 1)
                      ) -> Path:
     "Write LoRA adapters in PEFT's layout (`adapter_config.json` + `adapter_model.safetensors`) with diffusers' Cosmos module names."
     if isinstance(source, nn.Module): sd, c = lora_state_dict(source), model_lora_config(source)  # collective under FSDP2
@@ -253,7 +254,7 @@ def save_peft_adapter(source: nn.Module | str | Path | Mapping, # a DiT with ada
         name = "state dict" if isinstance(source, Mapping) else str(source)
         sd, meta, _ = read_lora_checkpoint(source, use_ema)
         sd = {k: v for k, v in sd.items() if _UPSTREAM_LORA_KEY.search(k)}
-        c = infer_lora_config(sd, meta.get("scale", 1.0), name)
+        c = infer_lora_config(sd, meta.get("scale", 1.0) if scale is None else scale, name)
     tensors, targets = {}, set()
     for k, v in sd.items():
         module, i = _adapted_module(k)

@@ -1,4 +1,4 @@
-"""Download the official weights into upstream's `checkpoints/` layout (`cosmos-nb download-checkpoints`), verified and resumable, and export a post-trained run as a `model.pt` the Video2World CLI loads (`cosmos-nb export-checkpoint`).
+"""Download the official weights into upstream's `checkpoints/` layout (`cosmos-nb download-checkpoints`), verified and resumable, and export a post-trained run as a `model.pt` the Video2World CLI loads, or as a diffusers transformer / PEFT adapter folder (`cosmos-nb export-checkpoint`).
 
 Docs: https://cosmos-nb.github.io/cosmos-nb/checkpoints_download.html.md"""
 
@@ -7,20 +7,25 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/checkpoints_download.html.md"""
 # %% ../nbs/15_checkpoints_download.ipynb #18a4461e
 from __future__ import annotations
 import argparse, hashlib, json, shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+import torch
 from .config import atomic_write, atomic_torch_save, load_settings
 from .download import HubError, hub_snapshot
 from .experiments import ExperimentConfig, get_experiment, list_experiments
 from .checkpoint import EMA_MODEL, MODEL, REG_MODEL, find_resume_checkpoint, list_checkpoints, load_file, read_checkpoint
-from .lora import read_lora_checkpoint
+from .lora import apply_lora, infer_lora_config, load_lora_checkpoint, merge_lora, read_lora_checkpoint, save_peft_adapter
+from .dit import DiTConfig, VideoExtendDiT, dit_state_dict_for_upstream, read_dit_checkpoint
+from .diffusers_format import save_diffusers_transformer
+from .runtime import as_dtype
 from .layout import DIT_DIR, dit_preset, post_trained_dir, write_model_config
 
 # %% auto #0
 __all__ = ['MD5_CHECKSUMS', 'MODEL_SIZES', 'MODEL_TYPES', 'DIT_PATTERNS', 'GUARDRAIL_PATTERN', 'TOKENIZER_REPO', 'T5_REPO',
-           'T5_PATTERNS', 'PROMPT_UPSAMPLER_REPOS', 'GUARDRAIL_REPOS', 'CheckpointRepo', 'checkpoint_plan', 'md5_file',
-           'check_checkpoint_folder', 'repo_is_complete', 'VerificationError', 'download_repo', 'download_checkpoints',
-           'download_checkpoints_main', 'ExportError', 'resolve_run', 'export_checkpoint', 'export_checkpoint_main']
+           'T5_PATTERNS', 'PROMPT_UPSAMPLER_REPOS', 'GUARDRAIL_REPOS', 'EXPORT_FORMATS', 'EXPORT_SUFFIX',
+           'CheckpointRepo', 'checkpoint_plan', 'md5_file', 'check_checkpoint_folder', 'repo_is_complete',
+           'VerificationError', 'download_repo', 'download_checkpoints', 'download_checkpoints_main', 'ExportError',
+           'resolve_run', 'export_checkpoint', 'export_checkpoint_main']
 
 # %% ../nbs/15_checkpoints_download.ipynb #a14f7650
 MD5_CHECKSUMS = {
@@ -237,15 +242,52 @@ def resolve_run(run: str|Path) -> tuple[Path, ExperimentConfig|None]: # a run fo
     return cfg.run_dir(load_settings()), cfg   # the export command's edge: settings.ini, then $OUTPUT_ROOT
 
 # %% ../nbs/15_checkpoints_download.ipynb #46097f95
+EXPORT_FORMATS = ('upstream', 'diffusers', 'peft')
+EXPORT_SUFFIX = {'upstream': '', 'diffusers': '_diffusers', 'peft': '_peft'}   # appended to the post-trained folder's name
+
 def _base_dir(cfg: ExperimentConfig|None) -> str:
     return DIT_DIR.replace('7B', '14B') if cfg is not None and cfg.net.model_channels == 5120 else DIT_DIR
+
+def _model_file(info, run_dir: Path, lora: bool, ema: bool) -> Path:
+    "The checkpoint file to export: a LoRA run's `iter_N_model.pt`, else the EMA or regular weights."
+    if lora: return info.path(MODEL)
+    kind = EMA_MODEL if ema else REG_MODEL
+    if not info.has(kind):
+        raise ExportError(f'checkpoint {info.iteration} of {run_dir} has no {kind} file' + (' (the run trained without EMA): export without --ema' if ema else ''))
+    return info.path(kind)
+
+def _export_for_ecosystem(info, run_dir: Path, cfg: ExperimentConfig|None, lora: bool, ema: bool, out_dir: Path, format: str,
+                          dtype: str|None) -> Path:
+    "`export_checkpoint`'s `diffusers` and `peft` formats."
+    src = _model_file(info, run_dir, lora, ema)
+    net = cfg.net if cfg is not None else dit_preset(out_dir.name)
+    scale = cfg.lora.scale if cfg is not None and lora else None    # upstream's iter_N_model.pt does not store it
+    try:
+        if format == 'peft': out = save_peft_adapter(src, out_dir, use_ema=ema, scale=scale)
+        else:
+            sd = read_lora_checkpoint(src, use_ema=ema)[0] if lora else read_dit_checkpoint(src)[0]
+            if net.extra_per_block_abs_pos_emb and not any(k.removeprefix('net.').startswith('extra_pos_embedder.') for k in sd):
+                net = replace(net, extra_per_block_abs_pos_emb=False)     # upstream's LoRA recipe trains without it
+            if lora:                                                      # fold the adapters into the base: a plain transformer
+                with torch.device('meta'): dit = VideoExtendDiT(net)
+                found = infer_lora_config(sd, 1.0 if scale is None else scale, str(src))
+                load_lora_checkpoint(apply_lora(dit, found), sd, strict=True)
+                sd = dit_state_dict_for_upstream(merge_lora(dit))
+            out = save_diffusers_transformer(sd, net, out_dir, dtype=None if dtype is None else as_dtype(dtype), source=str(src))
+    except ValueError as e: raise ExportError(f'{e}' + ('; export without --ema' if ema and 'ema' in str(e).lower() else '')) from None
+    print(f'exported {src} -> {out} ({format}' + (', EMA' if ema else '') + (', LoRA merged' if lora and format == 'diffusers' else '') + ')')
+    return out
 
 def export_checkpoint(run: str|Path, # run folder (or its checkpoints/), or an experiment name
                       iteration: int|None=None, # which checkpoint (default: the newest complete one)
                       ema: bool=False, # export the EMA weights instead of the regular ones
                       checkpoint_dir: str|Path|None=None, # where the pretrained weights live (default: settings.ini's)
-                      output_dir: str|Path|None=None) -> Path: # default: checkpoint_dir/<base>_post-trained[-lora]
-    "Write a run's checkpoint as `..._post-trained[-lora]/model.pt` (+ `config.json`) for the Video2World CLI; returns the file."
+                      output_dir: str|Path|None=None, # default: checkpoint_dir/<base>_post-trained[-lora][_diffusers|_peft]
+                      format: str='upstream', # 'upstream' (model.pt), 'diffusers' (a transformer folder; LoRA merged) or 'peft' (LoRA adapters)
+                      dtype: str|None=None) -> Path: # 'diffusers' only: cast the weights, e.g. 'bfloat16' (None: as saved)
+    "Write a run's checkpoint as `..._post-trained[-lora]/model.pt` (+ `config.json`) for the Video2World CLI, or as a diffusers / PEFT folder; returns the file or folder."
+    if format not in EXPORT_FORMATS: raise ExportError(f'format={format!r}: use one of {", ".join(EXPORT_FORMATS)}')
+    if dtype is not None and format != 'diffusers': raise ExportError('--dtype applies to --format diffusers only')
     run_dir, cfg = resolve_run(run)
     ck_dir = run_dir/'checkpoints'
     info = find_resume_checkpoint(ck_dir) if iteration is None else read_checkpoint(ck_dir, iteration)
@@ -254,7 +296,11 @@ def export_checkpoint(run: str|Path, # run folder (or its checkpoints/), or an e
         raise ExportError(f'{ck_dir}: no complete checkpoint' + (f' for iteration {iteration}' if iteration is not None else '')
                           + (f'; complete ones: {have}' if have else ' (has the run saved one yet?)'))
     lora = info.has(MODEL)
-    out_dir = Path(output_dir) if output_dir else Path(checkpoint_dir or load_settings().checkpoint_dir)/post_trained_dir(_base_dir(cfg), lora)
+    if format == 'peft' and not lora:
+        raise ExportError(f'checkpoint {info.iteration} of {run_dir} is a full fine-tune: --format peft writes LoRA adapters; use --format diffusers')
+    out_dir = Path(output_dir) if output_dir else \
+        Path(checkpoint_dir or load_settings().checkpoint_dir)/(post_trained_dir(_base_dir(cfg), lora) + EXPORT_SUFFIX[format])
+    if format != 'upstream': return _export_for_ecosystem(info, run_dir, cfg, lora, ema, out_dir, format, dtype)
     dst = out_dir/'model.pt'
     if lora:
         src = info.path(MODEL)
@@ -262,10 +308,7 @@ def export_checkpoint(run: str|Path, # run folder (or its checkpoints/), or an e
         except ValueError as e: raise ExportError(f'{e}; export without --ema') from None
         atomic_torch_save({k: v for k, v in sd.items() if not k.endswith('_extra_state')}, dst)
     else:
-        kind = EMA_MODEL if ema else REG_MODEL
-        if not info.has(kind):
-            raise ExportError(f'checkpoint {info.iteration} of {run_dir} has no {kind} file' + (' (the run trained without EMA): export without --ema' if ema else ''))
-        src = info.path(kind)
+        src = _model_file(info, run_dir, lora, ema)
         if not any(k.startswith('net.') for k in load_file(src)): raise ExportError(f'{src} has no net.* weights: not a DiT checkpoint')
         with open(src, 'rb') as fi, atomic_write(dst, 'wb') as fo: shutil.copyfileobj(fi, fo, 1 << 24)
     net = cfg.net if cfg is not None else dit_preset(out_dir.name)      # a run without config.json: the released network
@@ -278,12 +321,16 @@ def export_checkpoint(run: str|Path, # run folder (or its checkpoints/), or an e
 def export_checkpoint_main(argv: list[str]|None=None): # command-line arguments (default: sys.argv[1:])
     "Entry point of `cosmos-nb export-checkpoint`."
     p = argparse.ArgumentParser(prog='cosmos-nb export-checkpoint',
-                                description='Copy a post-training checkpoint to checkpoints/<model>_post-trained[-lora]/model.pt for inference.')
+                                description='Copy a post-training checkpoint to checkpoints/<model>_post-trained[-lora]/model.pt for inference, '
+                                            'or write it as a diffusers transformer / PEFT adapter folder.')
     p.add_argument('run', help='the run folder (OUTPUT_ROOT/posttraining/GROUP/NAME), its checkpoints/ folder, or an experiment name')
     p.add_argument('--iter', type=int, default=None, help='checkpoint iteration (default: the newest complete one)')
     p.add_argument('--ema', action='store_true', help='export the EMA weights (upstream recommends them for full post-training)')
     p.add_argument('--checkpoint_dir', default=None, help="the pretrained checkpoints folder (default: settings.ini's, 'checkpoints')")
     p.add_argument('--output_dir', default=None, help='write model.pt here instead of checkpoint_dir/<model>_post-trained[-lora]/')
+    p.add_argument('--format', default='upstream', choices=EXPORT_FORMATS, help='upstream: model.pt + config.json (default); diffusers: a '
+                   'CosmosTransformer3DModel folder (a LoRA run merged into its base); peft: a LoRA run\'s adapters in PEFT\'s layout')
+    p.add_argument('--dtype', default=None, help='with --format diffusers: cast the weights, e.g. bfloat16 (default: as saved)')
     a = p.parse_args(argv)
-    try: return export_checkpoint(a.run, a.iter, a.ema, a.checkpoint_dir, a.output_dir)
+    try: return export_checkpoint(a.run, a.iter, a.ema, a.checkpoint_dir, a.output_dir, a.format, a.dtype)
     except ExportError as e: raise SystemExit(f'error: {e}') from e

@@ -250,3 +250,61 @@ def test_peft_folders_we_cannot_use_are_refused_by_name(tmp_path):
     save_file({**load_file(w), "base_model.model.transformer_blocks.0.ff.net.2.lora_A.weight": torch.zeros(4, 256)}, w)
     with pytest.raises(ValueError, match=r"adapter_model\.safetensors: .*ff\.net\.2\.lora_A"):
         load_lora_adapter(random_dit(), folder)
+
+
+# --- cosmos-nb export-checkpoint --format diffusers | peft ---------------------------------------------------------------
+
+from dataclasses import replace                                                 # noqa: E402
+from cosmos_nb.checkpoint import save_training_checkpoint                       # noqa: E402
+from cosmos_nb.config import config_to_dict                                     # noqa: E402
+from cosmos_nb.diffusion import Video2WorldDiffusion                            # noqa: E402
+from cosmos_nb.experiments import get_experiment                                # noqa: E402
+from cosmos_nb.pretrained import ExportError, export_checkpoint, export_checkpoint_main  # noqa: E402
+
+
+def tiny_run(tmp_path, lora: bool):
+    "A run folder with one checkpoint written by the trainer's own function: random base (and trained adapters)."
+    cfg = get_experiment('video2world_tiny_lora_synthetic' if lora else 'video2world_tiny_full_synthetic')
+    net = random_dit()
+    cfg = replace(cfg, net=net.config, lora=replace(cfg.lora, first_nblocks=2, rank=4, scale=0.5) if lora else cfg.lora)
+    run = tmp_path / 'run'; run.mkdir()
+    (run / 'config.json').write_text(json.dumps(config_to_dict(cfg)))
+    if lora: trained_lora(net, rank=4, scale=0.5)
+    model = Video2WorldDiffusion(net)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    save_training_checkpoint(run / 'checkpoints', 10, model, opt, lora=lora)
+    return run, net
+
+
+def test_export_lora_run_as_merged_diffusers_transformer_and_as_peft_adapter(tmp_path):
+    run, net = tiny_run(tmp_path, lora=True)
+    folder = export_checkpoint(run, format='diffusers', checkpoint_dir=tmp_path / 'ck')
+    assert folder == tmp_path / 'ck' / 'Cosmos-Predict1-7B-Video2World_post-trained-lora_diffusers'
+    model, info = CosmosTransformer3DModel.from_pretrained(folder, output_loading_info=True)
+    assert info['missing_keys'] == [] and info['unexpected_keys'] == []
+    assert not any('lora' in k for k in model.state_dict())                     # merged: a plain transformer
+    set_qk_eps(model.eval(), net.config.norm_eps)
+    x, c_noise, ctx, cond, pad = inputs()
+    with torch.no_grad():
+        ours = net.eval()(x, c_noise, ctx, fps=16, padding_mask=pad, condition_video_input_mask=cond)   # adapters unmerged
+        torch.testing.assert_close(diffusers_forward(model, x, c_noise, ctx, cond, pad, 16), ours, rtol=1e-5, atol=1e-5)
+    adapter = export_checkpoint_main([str(run), '--format', 'peft', '--checkpoint_dir', str(tmp_path / 'ck')])
+    assert adapter.name == 'Cosmos-Predict1-7B-Video2World_post-trained-lora_peft'
+    sd, meta = read_peft_adapter(adapter)
+    assert len(sd) == 16 and meta['scale'] == 0.5
+    with pytest.raises(ExportError, match='export without --ema'):              # the run kept no EMA
+        export_checkpoint(run, ema=True, format='peft', checkpoint_dir=tmp_path / 'ck')
+
+
+def test_export_full_run_as_bf16_diffusers_folder_from_the_command_line(tmp_path):
+    run, net = tiny_run(tmp_path, lora=False)
+    folder = export_checkpoint_main([str(run), '--format', 'diffusers', '--dtype', 'bfloat16', '--output_dir', str(tmp_path / 'out')])
+    assert folder == tmp_path / 'out'
+    back, cfg = read_diffusers_transformer(folder, base=net.config)
+    assert cfg == net.config
+    for k, v in dit_state_dict_for_upstream(net).items():
+        assert back[k].dtype == torch.bfloat16 and torch.equal(back[k], v.to(torch.bfloat16)), k
+    with pytest.raises(ExportError, match='--format peft writes LoRA adapters'):
+        export_checkpoint(run, format='peft', output_dir=tmp_path / 'x')
+    with pytest.raises(ExportError, match='--dtype applies to --format diffusers only'):
+        export_checkpoint(run, dtype='bfloat16', output_dir=tmp_path / 'x')
