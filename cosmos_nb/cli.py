@@ -23,7 +23,7 @@ COMMANDS = {
     'train': ('cosmos_nb.train', 'train_main', 'post-train (full or LoRA) an experiment: cosmos-nb train --experiment NAME key=value ...'),
     'cache-latents': ('cosmos_nb.latent_cache', 'cache_latents_main', "encode an experiment's dataset once with the tokenizer (faster training)"),
     'video2world': ('cosmos_nb.video2world', 'video2world_main', 'generate videos from an image or video and a prompt (upstream arguments)'),
-    'export-checkpoint': ('cosmos_nb.pretrained', 'export_checkpoint_main', 'copy a post-training checkpoint to checkpoints/..._post-trained[-lora]/model.pt'),
+    'export-checkpoint': ('cosmos_nb.pretrained', 'export_checkpoint_main', 'copy a post-training checkpoint to checkpoints/..._post-trained[-lora]/model.pt, or write it for diffusers / PEFT (--format)'),
     'env': ('cosmos_nb.env', 'env_main', 'print versions, GPUs, FP8/cuDNN attention, checkpoints and SLURM for a bug report (--json too)'),
     'submit': ('cosmos_nb.slurm', 'submit_main', 'submit post-training to SLURM (or run it here without SLURM)'),
 }
