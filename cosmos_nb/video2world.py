@@ -314,8 +314,8 @@ class PipelineOptions:
     offload_diffusion_transformer: bool = option(False, 'keep the DiT in CPU memory except while sampling')
     offload_tokenizer: bool = option(False, 'keep the tokenizer in CPU memory except while encoding/decoding')
     offload_text_encoder_model: bool = option(False, 'free T5 after the prompts are encoded')
-    offload_prompt_upsampler: bool = option(False, 'free the prompt upsampler after use')
-    offload_guardrail_models: bool = option(False, 'free the guardrail models after use')
+    offload_prompt_upsampler: bool = option(False, 'move the prompt upsampler to CPU memory after each use (it stays loaded there, off the GPU)')
+    offload_guardrail_models: bool = option(False, 'move the guardrail models to CPU memory after each use (they stay loaded there, off the GPU)')
     device: str|None = option(None, 'cuda, cuda:1 or cpu (default: cuda when available)')   # 'cuda:N' too, so a str, checked below
     dtype: Literal['bfloat16', 'float16', 'float32'] = option('bfloat16', 'DiT and tokenizer precision (upstream: bfloat16)')  # T5: float32
     fp8: bool = option(False, "run the DiT's block Linears in FP8 e4m3 (needs compute capability >= 8.9: Ada, H100, H200, Blackwell); "

@@ -1,5 +1,5 @@
 "Guardrail: blocklist rules, LlamaGuard-7b + Aegis on a tiny scripted model, gated downloads, face pixelation on real images, the content filter, and refusals end to end through the Video2World CLI."
-import shutil, sys, types, warnings
+import re, shutil, sys, types, warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from cosmos_nb.guardrail import (AEGIS_ADAPTER_REPO, AEGIS_CATEGORIES, GUARDRAIL
 from cosmos_nb.runtime import FeatureNotAvailableWarning
 from cosmos_nb.video import read_video
 from cosmos_nb.video2world import PipelineOptions, Video2WorldPipeline, video2world_main
-from cosmos_nb.testing import make_tiny_checkpoints, make_tiny_guardrail, make_tiny_llamaguard
+from cosmos_nb.testing import make_tiny_checkpoints, make_tiny_guardrail, make_tiny_llamaguard, make_tiny_nltk_data
 from hub_mock import GatedRepoHub
 
 SMALL = ['--num_video_frames', '9', '--height', '32', '--width', '48', '--num_steps', '2', '--device', 'cpu', '--dtype', 'float32',
@@ -45,17 +45,93 @@ def test_blocklist_reads_folders_and_applies_upstreams_three_passes(tmp_path):
     (tmp_path / 'custom' / 'b.txt').write_text('grenade\n')
     (tmp_path / 'whitelist' / 'w.txt').write_text('gorey\n')
     (tmp_path / 'exact_match' / 'e.txt').write_text('carnage\n')
+    make_tiny_nltk_data(tmp_path / 'nltk_data')
     bl = Blocklist.from_folder(tmp_path)
-    assert repr(bl) == 'Blocklist(3 entries, 1 whitelisted, 1 exact)'
+    assert repr(bl) == 'Blocklist(3 entries, 1 whitelisted, 1 exact; better-profanity, WordNet)'
     verdict = lambda p: bl.check(p)[0]
     assert verdict('A robot arm stacks red cubes on a table.')
-    assert not verdict('Lots of GORE.') and not verdict('lots of g0r3') and not verdict('a c@r  b0mb')   # case, look-alikes, spacing
-    assert verdict('Edward Gorey drawings') and verdict('goreish')                                        # whitelist; whole words only
-    safe, why = bl.check('three grenades')                                                               # only the lemma matches
-    assert not safe and 'lemmatized prompt' in why and "'three *******'" in why
-    assert not verdict('The carnage.') and not verdict('carnages everywhere')                            # exact match, one extra letter
-    assert verdict('carnag everywhere')                                                                  # one missing letter is below (7-0.5)/7
-    assert not verdict('gore\u00e9') and verdict('caf\u00e9')                                            # non-ASCII becomes a space
+    assert not verdict('Lots of GORE.') and not verdict('lots of g0r3') and not verdict('a c@r b0mb')   # case, look-alikes
+    assert verdict('Edward Gorey drawings') and verdict('goreish')                                       # whitelist; whole words only
+    safe, why = bl.check('three grenades')                                                              # only the lemma matches
+    assert not safe and 'lemmatized prompt' in why and "'three ****'" in why
+    assert not verdict('The carnage.') and verdict('carnages everywhere')                               # exact match; 0.4 letters of slack
+    assert not verdict('gore\u00e9') and verdict('caf\u00e9')                                           # non-ASCII becomes a space
+
+
+# upstream's Blocklist.is_safe (cosmos_predict1/auxiliary/guardrail/blocklist/blocklist.py), transcribed as the reference
+def upstream_is_safe(prompt, custom, whitelist, exact, min_chars=6, letters=0.4):
+    import string as _string
+    from difflib import SequenceMatcher
+    import nltk
+    from better_profanity import Profanity
+    profanity = Profanity(); profanity.load_censor_words(custom_words=list(custom), whitelist_words=list(whitelist))
+    CENSOR = '\x1b[31m*\x1b[0m'
+    def censored(text):
+        c = profanity.censor(text, censor_char=CENSOR).split()
+        for i, token in enumerate(text.split()):
+            if token.strip(_string.punctuation).lower() in set(whitelist): c[i] = token
+        return CENSOR in ' '.join(c)
+    if not prompt: return False
+    prompt = re.sub(r'[^\x00-\x7F]+', ' ', prompt)
+    if censored(prompt): return False
+    lemmatizer = nltk.WordNetLemmatizer()
+    if censored(' '.join(lemmatizer.lemmatize(t) for t in nltk.word_tokenize(prompt))): return False
+    p = re.sub(r'\s+', ' ', prompt).strip().lower()
+    for word in exact:
+        w = re.sub(r'\s+', ' ', word).strip().lower()
+        if re.search(r'\b' + re.escape(w) + r'\b', p): return False
+        if len(w) >= min_chars:
+            words, n = p.split(), len(w.split())
+            if any(SequenceMatcher(None, ' '.join(words[i:i + n]), w).ratio() >= (len(w) - letters) / len(w) for i in range(len(words) - n + 1)):
+                return False
+    return True
+
+TRICKY = [
+    'A robot arm picks up a red cube.', 'Two guns on a table.', 'GUNS!', 'Guns and roses', 'a g u n', 'a gunslinger walks in',
+    'begun, the race has', 'a shotgun wedding', 'kn1ves everywhere', 'three knives', 'the knife', 'knifes', 'a b0mb', 'b*mbs away',
+    'bombs', 'bombshell news', 'a car bomb.', 'a c@r  b0mb', 'car-bomb', 'car. Bomb', 'a bomb-sniffing dog', 'geese and mice',
+    'a massacre', 'massacres', 'the massacr scene', 'MASSACRE!!', 'mass acre', 'Edward Gorey', 'gorey gore', 'Gorey, gore.',
+    'gore\u00e9', 'caf\u00e9 scene', 'a 5h00ting star', 'shooting stars', 'sh00ting', 'bodies', 'a glass of water', "don't shoot",
+    'gun-shy', 'grenades', 'GrEnAdEs', 'grenade launcher', 'pineapple grenade', '   ', 'a $hooting',
+]
+
+def test_blocklist_decisions_equal_upstreams_algorithm(tmp_path):
+    custom, whitelist, exact = ['gun', 'knife', 'bomb', 'car bomb', 'gore', 'grenade', 'shooting'], ['gorey', 'shotgun'], ['massacre']
+    data = make_tiny_nltk_data(tmp_path / 'nltk_data')
+    import nltk
+    if str(data) not in nltk.data.path: nltk.data.path.append(str(data))
+    bl = Blocklist(custom, whitelist, exact, nltk_data=data)
+    assert bl.profanity is not None and bl.lemmas is not None
+    ours = [bl.check(p)[0] if p.strip() else False for p in TRICKY]
+    theirs = [upstream_is_safe(p, custom, whitelist, exact) if p.strip() else False for p in TRICKY]
+    assert ours == theirs, [(p, o, t) for p, o, t in zip(TRICKY, ours, theirs) if o != t]
+    assert 5 < theirs.count(False) < len(TRICKY) - 5                              # both kinds of decision are exercised
+
+
+def test_the_fallback_to_built_in_rules_is_said_once(monkeypatch):
+    import cosmos_nb.guardrail as gr
+    monkeypatch.setitem(sys.modules, 'better_profanity', None); monkeypatch.setitem(sys.modules, 'nltk', None)
+    monkeypatch.setattr(gr, '_said', set())
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        a, b = Blocklist(['gore']), Blocklist(['bomb'])
+    msgs = [str(x.message) for x in w]
+    assert len(msgs) == 2 and all(x.category is FeatureNotAvailableWarning for x in w), msgs   # one each, not one per blocklist
+    assert 'better-profanity is not installed' in msgs[0] and 'nltk is not installed' in msgs[1]
+    assert all("pip install 'cosmos-nb[guardrail]'" in m for m in msgs)
+    assert repr(a).endswith('; built-in look-alikes, built-in plurals)')
+    assert not a.check('g0r3')[0] and not a.check('two gores')[0] and a.check('a robot')[0] and not b.check('two b0mb')[0]
+
+
+def test_missing_nltk_data_is_said_and_falls_back(monkeypatch, tmp_path):
+    import cosmos_nb.guardrail as gr, nltk
+    monkeypatch.setattr(gr, '_said', set())
+    monkeypatch.setattr(nltk, 'word_tokenize', lambda text: (_ for _ in ()).throw(LookupError('Resource punkt_tab not found.')))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        assert gr.load_lemmatizer(tmp_path / 'nowhere') is None
+    (msg,) = [str(x.message) for x in w]
+    assert 'blocklist/nltk_data' in msg and 'download-checkpoints' in msg and 'built-in rule' in msg, msg
 
 
 def test_empty_prompt_is_blocked_as_upstream():
@@ -242,7 +318,8 @@ def test_missing_models_warn_once_each_and_faces_are_still_pixelated(tmp_path, h
         assert check_prompt('a cube', tmp_path)
         out = check_video_safety(clip, tmp_path)
     msgs = [str(x.message) for x in w]
-    assert all(x.category is FeatureNotAvailableWarning for x in w) and len(msgs) == 5
+    assert all(x.category is FeatureNotAvailableWarning for x in w) and len(msgs) == 6, msgs
+    assert sum('RetinaFace' in m and 'Resnet50_Final.pth' in m and 'Haar cascades' in m for m in msgs) == 1
     assert sum(m.startswith('text guardrail: ') for m in msgs) == 3 and sum(m.startswith('video guardrail: the content filter') for m in msgs) == 2
     assert all('--disable_guardrail' in m for m in msgs)
     assert out.ne(clip).any()
@@ -264,7 +341,7 @@ def _run(ck, out, prompt, example_media, *extra):
 @pytest.mark.parametrize('guardrail,prompt,says', [
     (dict(verdict='unsafe'), 'A robot arm picks up a red cube.', ['the prompt is blocked (LlamaGuard-7b + Aegis: criminal_planning (O3)',
                                                                   'output: the text guardrail blocked the prompt; no video is generated']),
-    (dict(), 'A c@r b0mb in a market.', ["the prompt is blocked (blocklist: the prompt has blocked words: 'A *** **** in a market.')"]),
+    (dict(), 'A c@r b0mb in a market.', ["the prompt is blocked (blocklist: the prompt has blocked words: 'A **** in a market.')"]),
     (dict(video_class=2), 'A robot arm picks up a red cube.', ["the video is blocked (content filter: frame 0 is classified 'Violence')",
                                                                'output: the video guardrail blocked the video; nothing is written']),
 ])
