@@ -27,6 +27,7 @@ from .config import Settings, atomic_write, config_to_dict, load_settings
 from .runtime import DistEnv, exit_with, init_distributed, is_main_process
 from .data import BadItemError, DatasetLayout, VideoDataset, iterate_epochs, make_sampler
 from .dit import VideoExtendDiT, load_dit_checkpoint
+from .diffusers_format import find_diffusers_transformer, read_diffusers_transformer
 from .parallelize import parallelize
 from .diffusion import Video2WorldDiffusion
 from .fp8 import convert_to_fp8, fp8_buffer_names, fp8_unsupported
@@ -124,11 +125,13 @@ class TrainingDiffusion(Video2WorldDiffusion):
 def start_weights(cfg: ExperimentConfig) -> tuple[dict, object]:
     "The tensors of `checkpoint.load_path` under upstream keys (memory-mapped), key-checked against `cfg.net`; and the load report."
     path = Path(cfg.checkpoint.load_path)
-    if not path.is_file():
+    src = path if path.is_file() else find_diffusers_transformer(path)   # a model.pt, or a diffusers transformer (pipeline) folder
+    if src is None:
         raise FileNotFoundError(f'checkpoint.load_path={str(path)!r} does not exist: download the weights (cosmos-nb download-checkpoints) '
                                 "or set checkpoint.load_path='' to start from random weights")
     with torch.device('meta'): probe = VideoExtendDiT(cfg.net)
-    rep = load_dit_checkpoint(probe, path, strict=cfg.checkpoint.strict)   # raises on missing/unexpected/misshapen keys
+    if src.is_dir(): src = read_diffusers_transformer(src, base=cfg.net)[0]   # upstream names (diffusers keeps no logvar.*)
+    rep = load_dit_checkpoint(probe, src, strict=cfg.checkpoint.strict)   # raises on missing/unexpected/misshapen keys
     sd = {f'net.{k}': v for k, v in probe.state_dict().items() if not v.is_meta}
     sd.update({f'logvar.{k}': v for k, v in rep.logvar.items()})
     return sd, rep
@@ -375,7 +378,7 @@ def preflight(cfg: ExperimentConfig) -> list[str]:
     "Every file or package a run of `cfg` needs that is missing, one line each with the command that fixes it ([] = ready); writes nothing."
     out, d, tk = [], cfg.data, cfg.tokenizer
     cached, sampling = bool(d.latent_cache), bool(cfg.trainer.sample_every)
-    if cfg.checkpoint.load_path and not (p := Path(cfg.checkpoint.load_path)).is_file():
+    if cfg.checkpoint.load_path and not (p := Path(cfg.checkpoint.load_path)).is_file() and find_diffusers_transformer(p) is None:
         out.append(f'checkpoint.load_path {p} does not exist: {_checkpoint_fix(p)}')
     if not cached or sampling:                                        # the tokenizer encodes clips, or decodes previews
         if tk.kind == 'cv8x8x8':

@@ -33,6 +33,7 @@ from .fp8 import convert_to_fp8, fp8_unsupported
 from .diffusion import DiffusionConfig, Video2WorldDiffusion, logvar_head
 from .experiments import LoRAConfig
 from .lora import read_lora_checkpoint, load_lora_checkpoint, load_lora_adapter, lora_layers, merge_lora
+from .diffusers_format import find_diffusers_transformer, read_diffusers_transformer
 
 # %% auto #0
 __all__ = ['DEFAULT_NEGATIVE_PROMPT', 'MAX_VIDEO_FRAMES', 'SIZE_MULTIPLE', 'MissingCheckpointError', 'ModelFiles',
@@ -83,7 +84,8 @@ def find_model_files(checkpoint_dir: str|Path|None=None, # default: settings.ini
                                      f'--checkpoint_dir at the folder that holds {DIT_DIR}/')
     def under(d): return ck/d if (ck/d).exists() or not Path(d).is_dir() else Path(d)   # a folder under ck, else a path
     dit = under(diffusion_transformer_dir)/'model.pt'
-    if not dit.is_file():
+    if not dit.is_file(): dit = find_diffusers_transformer(dit.parent) or dit   # or a diffusers transformer / pipeline folder
+    if not dit.exists():
         if POST_TRAINED in diffusion_transformer_dir:
             lora = diffusion_transformer_dir.endswith(POST_TRAINED_LORA)
             how = (f'export a post-trained {"LoRA " if lora else ""}run into it with `cosmos-nb export-checkpoint RUN_DIR_OR_EXPERIMENT '
@@ -98,8 +100,8 @@ def find_model_files(checkpoint_dir: str|Path|None=None, # default: settings.ini
     t5 = Path(resolve_t5(str(t5_dir), ck))
     if not (t5/'config.json').is_file():
         raise MissingCheckpointError(f'the T5 text encoder is not in {ck/t5_dir} (no config.json): get it with `{get}`')
-    if lora_path is not None and not Path(lora_path).is_file():
-        raise MissingCheckpointError(f'LoRA file {lora_path} does not exist: save one with cosmos_nb.lora.save_lora_adapter, '
+    if lora_path is not None and not Path(lora_path).exists():
+        raise MissingCheckpointError(f'LoRA file {lora_path} does not exist: save one with cosmos_nb.lora.save_lora_adapter (or save_peft_adapter), '
                                      'or pass the iter_N_model.pt of a LoRA run')
     return ModelFiles(ck, dit, tok, t5, None if lora_path is None else Path(lora_path))
 
@@ -217,7 +219,7 @@ def guardrail_video(video: torch.Tensor, # uint8 T×3×H×W
     return check_video_safety(video, checkpoint_dir, offload, cache=cache)
 
 # %% ../nbs/13_video2world.ipynb #6dbb0905
-def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or base+LoRA
+def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or base+LoRA; or a diffusers transformer folder
                          config: DiTConfig|None=None, # default: `read_model_config` of its folder
                          lora_path: str|Path|None=None, # adapter-only file to apply on top
                          device='cpu', dtype: torch.dtype=torch.bfloat16,
@@ -225,8 +227,11 @@ def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or 
                          verbose: bool=True) -> VideoExtendDiT:
     "Build the DiT for `path` and load it strictly (LoRA found by its keys, or from `lora_path`); eval mode, no grads."
     path = Path(path)
-    cfg = config or read_model_config(path.parent)
-    sd, meta, used_ema = read_lora_checkpoint(path)                    # upstream names with net. prefix, EMA LoRA applied
+    if (folder := find_diffusers_transformer(path)) is not None:     # diffusers' CosmosTransformer3DModel: its config.json says the network
+        (sd, cfg), meta, used_ema = read_diffusers_transformer(folder, base=config), {}, False
+    else:
+        cfg = config or read_model_config(path.parent)
+        sd, meta, used_ema = read_lora_checkpoint(path)                # upstream names with net. prefix, EMA LoRA applied
     notes = []
     if cfg.extra_per_block_abs_pos_emb and not any(k.startswith('net.extra_pos_embedder.') for k in sd):
         cfg = replace(cfg, extra_per_block_abs_pos_emb=False)
@@ -302,10 +307,10 @@ class PipelineOptions:
     checkpoint_dir: str|Path|None = option(None, 'folder holding the weights (upstream layout; see cosmos-nb download-checkpoints)',
                                            cli_default='checkpoints')   # in Python, None: settings.ini's checkpoint_dir
     diffusion_transformer_dir: str = option(DIT_DIR, f'DiT folder under checkpoint_dir: {DIT_DIR}, its {POST_TRAINED} or '
-                                            f'{POST_TRAINED_LORA} variant (see cosmos-nb export-checkpoint), a 14B folder, or a path')
+                                            f'{POST_TRAINED_LORA} variant (see cosmos-nb export-checkpoint), a 14B folder, a diffusers transformer folder, or a path')
     tokenizer_dir: str = option(TOKENIZER_DIR, 'tokenizer folder under checkpoint_dir (upstream ignores this flag; we use it)')
     t5_dir: str = option(T5_MODEL, 'T5 encoder folder under checkpoint_dir')
-    lora_path: str|Path|None = option(None, "adapter-only LoRA file (cosmos_nb.lora.save_lora_adapter, or a LoRA run's "
+    lora_path: str|Path|None = option(None, "adapter-only LoRA file or PEFT folder (cosmos_nb.lora.save_lora_adapter / save_peft_adapter, or a LoRA run's "
                                             'iter_N_model.pt) applied on top of the DiT')
     disable_prompt_upsampler: bool = option(False, 'do not let the prompt upsampler (Pixtral-12B) rewrite the prompt from the last input frame')
     prompt_upsampler_dir: str = option('Pixtral-12B', 'prompt upsampler folder under checkpoint_dir')

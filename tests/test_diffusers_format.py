@@ -308,3 +308,68 @@ def test_export_full_run_as_bf16_diffusers_folder_from_the_command_line(tmp_path
         export_checkpoint(run, format='peft', output_dir=tmp_path / 'x')
     with pytest.raises(ExportError, match='--dtype applies to --format diffusers only'):
         export_checkpoint(run, dtype='bfloat16', output_dir=tmp_path / 'x')
+
+
+# --- the reverse: inference and training take a diffusers folder -----------------------------------------------------------
+
+from cosmos_nb.dit import read_dit_checkpoint                                   # noqa: E402
+from cosmos_nb.layout import DIT_DIR, read_model_config                         # noqa: E402
+from cosmos_nb.testing import make_tiny_checkpoints                             # noqa: E402
+from cosmos_nb.train import preflight, start_weights                            # noqa: E402
+from cosmos_nb.video2world import PipelineOptions, Video2WorldPipeline, find_model_files, load_video2world_dit  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def ck(tmp_path_factory):
+    "Tiny checkpoints (DiT, tokenizer, T5) plus the DiT as a diffusers transformer folder and as a pipeline folder's transformer/."
+    ck = make_tiny_checkpoints(tmp_path_factory.mktemp('diffusers') / 'checkpoints')
+    net, _, _, _ = read_dit_checkpoint(ck / DIT_DIR / 'model.pt')
+    cfg = read_model_config(ck / DIT_DIR)
+    save_diffusers_transformer(net, cfg, ck / 'tiny_diffusers')
+    save_diffusers_transformer(net, cfg, ck / 'tiny_pipeline' / 'transformer')
+    (ck / 'tiny_pipeline' / 'model_index.json').write_text(json.dumps({'_class_name': 'CosmosVideoToWorldPipeline'}))
+    return ck
+
+
+def test_video2world_generates_the_same_video_from_the_diffusers_folder(ck, example_media):
+    assert find_model_files(ck, 'tiny_diffusers').dit == ck / 'tiny_diffusers'
+    assert find_model_files(ck, str(ck / 'tiny_pipeline')).dit == ck / 'tiny_pipeline' / 'transformer'   # a path works too
+    a = load_video2world_dit(ck / DIT_DIR / 'model.pt', dtype=torch.float32, verbose=False)
+    b = load_video2world_dit(ck / 'tiny_diffusers', dtype=torch.float32, verbose=False)
+    assert a.config == b.config and all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    opts = PipelineOptions(device='cpu', dtype='float32', disable_prompt_upsampler=True, disable_guardrail=True, progress=False,
+                           checkpoint_dir=ck)
+    kw = dict(num_video_frames=9, height=32, width=32, num_steps=2)
+    image = example_media / 'video2world_input0.jpg'
+    ours = Video2WorldPipeline(opts).generate(image, 'a red cube', **kw)
+    theirs = Video2WorldPipeline(opts, diffusion_transformer_dir='tiny_pipeline').generate(image, 'a red cube', **kw)
+    assert torch.equal(ours.video, theirs.video)
+
+
+def test_video2world_takes_a_peft_adapter_folder_as_lora_path(ck, tmp_path):
+    base = load_video2world_dit(ck / DIT_DIR / 'model.pt', dtype=torch.float32, verbose=False)
+    trained_lora(base, scale=0.5)
+    adapter = save_peft_adapter(base, tmp_path / 'adapter')
+    assert find_model_files(ck, lora_path=adapter).lora == adapter
+    merged = load_video2world_dit(ck / 'tiny_diffusers', lora_path=adapter, dtype=torch.float32, verbose=False)
+    x, c_noise, _, cond, pad = inputs(B=1)
+    ctx = torch.randn(1, 7, merged.config.crossattn_emb_channels)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x, c_noise, ctx, fps=16, padding_mask=pad, condition_video_input_mask=cond),
+                                   base(x, c_noise, ctx, fps=16, padding_mask=pad, condition_video_input_mask=cond))
+
+
+def test_training_starts_from_a_diffusers_folder(ck):
+    cfg = get_experiment('video2world_tiny_full_synthetic')
+    net_cfg = read_model_config(ck / DIT_DIR)
+    from_pt = replace(cfg, net=net_cfg, checkpoint=replace(cfg.checkpoint, load_path=str(ck / DIT_DIR / 'model.pt')))
+    from_folder = replace(from_pt, checkpoint=replace(cfg.checkpoint, load_path=str(ck / 'tiny_pipeline')))
+    a, _ = start_weights(from_pt)
+    b, rep = start_weights(from_folder)
+    assert not any(k.startswith('logvar.') for k in b) and not rep.logvar      # diffusers keeps no uncertainty head
+    assert {k for k in a if k.startswith('net.')} == set(b) and all(torch.equal(a[k], b[k]) for k in b)
+    assert not [p for p in preflight(from_folder) if 'load_path' in p]
+    missing = replace(from_pt, checkpoint=replace(cfg.checkpoint, load_path=str(ck / 'nothing_here')))
+    assert [p for p in preflight(missing) if 'load_path' in p]
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        start_weights(missing)
