@@ -28,7 +28,7 @@ __all__ = ['ADAPTER', 'PEFT_CONFIG_FILE', 'PEFT_WEIGHTS_FILE', 'PEFT_PREFIX', 'd
            'is_lora_param', 'apply_lora', 'model_lora_config', 'peft_to_upstream_key', 'upstream_to_peft_key',
            'lora_state_dict', 'save_lora_adapter', 'read_lora_checkpoint', 'infer_lora_config', 'load_lora_adapter',
            'save_peft_adapter', 'read_peft_adapter', 'upstream_lora_state_dict', 'upstream_lora_checkpoint',
-           'load_lora_checkpoint', 'merge_lora']
+           'load_lora_checkpoint', 'merge_lora', 'parse_lora_spec', 'merge_lora_adapters']
 
 # %% ../nbs/09_lora.ipynb #7974fb79
 ADAPTER = "default"  # peft's adapter name; the only one we use
@@ -358,3 +358,43 @@ def merge_lora(model: nn.Module, # the DiT with adapters, or a module holding it
         setattr(net.get_submodule(parent), child, layer.get_base_layer())
     net.__dict__.pop("peft_config", None)  # left on the model by peft's injection
     return model
+
+# %% ../nbs/09_lora.ipynb #82dafc66
+def parse_lora_spec(spec: str | Path, # `PATH` or `PATH:WEIGHT`, e.g. `runs/a/adapter:0.5`
+                   ) -> tuple[Path, float]:
+    "`(path, weight)` of a LoRA spec; the weight is 1 when none is given (a `:` followed by no number is part of the path)."
+    path, sep, w = str(spec).rpartition(":")
+    if sep and path:
+        try: return Path(path), float(w)
+        except ValueError: pass
+    return Path(spec), 1.0
+
+
+def merge_lora_adapters(model: nn.Module, # a DiT without LoRA layers (or a module holding it at `.net`); not sharded
+                        adapters: list, # `PATH`, `PATH:WEIGHT`, or (path | state dict, weight) items
+                        use_ema: bool | None = None, # see `read_lora_checkpoint`
+                       ) -> list[LoRAConfig]:
+    "Fold several adapters into the base weights, each with its weight (`W += Σ wᵢ·scaleᵢ·Bᵢ Aᵢ`, summed in fp32); returns their configs."
+    net = dit_of(model)
+    if lora_layers(net): raise ValueError("merge_lora_adapters: the model already has LoRA layers; merge_lora() it first or start from the base")
+    params, deltas, configs = dict(net.named_parameters()), {}, []
+    for item in adapters:
+        src, weight = parse_lora_spec(item) if isinstance(item, (str, Path)) else item
+        source = "state dict" if isinstance(src, Mapping) else str(src)
+        sd, meta, _ = read_lora_checkpoint(src, use_ema)
+        lora = {k: v for k, v in sd.items() if _UPSTREAM_LORA_KEY.search(k)}
+        c = infer_lora_config(lora, meta.get("scale", 1.0), source)
+        if c.first_nblocks > net.config.num_blocks:
+            raise ValueError(f"{source} adapts blocks 0..{c.first_nblocks - 1} but the DiT has {net.config.num_blocks} blocks: an adapter of another model")
+        for k, A in lora.items():
+            module, i = _adapted_module(k)
+            if i: continue
+            B, W = lora[k.replace("_lora.net.0.", "_lora.net.1.")], params[f"{module}.weight"]
+            if (B.shape[0], A.shape[1]) != tuple(W.shape):
+                raise ValueError(f"{source}: {k} adapts a {A.shape[1]}->{B.shape[0]} projection but the DiT's {module} is "
+                                 f"{W.shape[1]}->{W.shape[0]}: an adapter of another model size")
+            deltas[module] = deltas.get(module, 0) + (weight * c.scale) * (B.float() @ A.float())
+        configs.append(c)
+    with torch.no_grad():
+        for module, d in deltas.items(): (W := params[f"{module}.weight"]).add_(d.to(W.dtype))
+    return configs

@@ -373,3 +373,30 @@ def test_training_starts_from_a_diffusers_folder(ck):
     assert [p for p in preflight(missing) if 'load_path' in p]
     with pytest.raises(FileNotFoundError, match='does not exist'):
         start_weights(missing)
+
+
+# --- several adapters at once (merged) -----------------------------------------------------------------------------------
+
+from cosmos_nb.lora import merge_lora_adapters                                  # noqa: E402
+
+
+def test_two_adapters_at_weights_1_and_half_equal_the_merged_sum(tmp_path):
+    a = trained_lora(random_dit(), rank=4, scale=0.5, seed=1)
+    b = trained_lora(random_dit(), rank=2, scale=1.0, first_nblocks=1, seed=2)
+    save_peft_adapter(a, tmp_path / 'a')                                       # a PEFT folder ...
+    save_lora_adapter(b, tmp_path / 'b.pt')                                    # ... and our adapter file
+    merged = random_dit()
+    merge_lora_adapters(merged, [str(tmp_path / 'a'), f"{tmp_path / 'b.pt'}:0.5"])
+    expected = random_dit()
+    with torch.no_grad():
+        for w, m in ((1.0, a), (0.5, b)):
+            for name, layer in lora_layers(m).items():
+                expected.get_submodule(name).weight += w * layer.scaling['default'] * layer.lora_B['default'].weight @ layer.lora_A['default'].weight
+    for k, v in expected.state_dict().items():
+        torch.testing.assert_close(merged.state_dict()[k], v, rtol=1e-6, atol=1e-7)
+    changed = [k for k, v in random_dit().state_dict().items() if not torch.equal(v, merged.state_dict()[k])]
+    assert len(changed) == 8 and all('to_q.0' in k or 'to_v.0' in k for k in changed)   # block 0 and 1: FA/CA x q/v
+    with pytest.raises(ValueError, match=r'b\.pt: .*another model size'):
+        merge_lora_adapters(random_dit(model_channels=128), [tmp_path / 'b.pt'])
+    with pytest.raises(ValueError, match='already has LoRA layers'):
+        merge_lora_adapters(a, [tmp_path / 'b.pt'])
