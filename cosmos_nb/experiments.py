@@ -95,6 +95,7 @@ class TrainerConfig:
     seed: int = 0
     grad_accum_iter: int = 1                   # micro-batches per optimizer step (gradients summed, synced across ranks once)
     clip_grad_norm: float = 1.0
+    memory_budget_gb: float|None = None        # GPU memory to fit in (GiB, as nvidia-smi counts a card: 24, 40, 48, 80): picks parallel.* (cosmos_nb.memory)
     fp8: bool = False                          # LoRA only: the frozen base's block Linears in FP8 e4m3 (cosmos_nb.fp8); needs compute capability >= 8.9
     fp8_backward: bool = False                 # with fp8: input gradients in FP8 too
     device: Literal['auto', 'cuda', 'cpu'] = 'auto'   # 'auto': cuda when present

@@ -20,7 +20,7 @@ from .parallelize import checkpointing_mode
 
 # %% auto #0
 __all__ = ['transformer_blocks', 'model_device', 'host_copy', 'block_checkpointing', 'SwapStats', 'BlockSwap', 'swap_blocks',
-           'OffloadStats', 'ActivationOffload', 'offload_activations']
+           'place_for_swapping', 'OffloadStats', 'ActivationOffload', 'offload_activations']
 
 # %% ../nbs/06c_offload.ipynb #d13e9e1b
 def transformer_blocks(model: nn.Module, # a `VideoExtendDiT`, or a module holding one at `.net` (`Video2WorldDiffusion`)
@@ -260,6 +260,19 @@ def swap_blocks(model: nn.Module, # the DiT (or a module holding it at `.net`), 
                ) -> BlockSwap:
     "Keep the frozen weights of the transformer blocks in host memory and copy each block in just ahead of its use (forward and backward)."
     return BlockSwap(model, resident, prefetch, pin_memory)
+
+# %% ../nbs/06c_offload.ipynb #3fd89b59
+def place_for_swapping(model: nn.Module, # e.g. a `Video2WorldDiffusion` or a `VideoExtendDiT`, on the host
+                       device) -> nn.Module: # where everything else goes
+    "Move `model` to `device` except the frozen weights and buffers of its transformer blocks, which `swap_blocks` takes from the host."
+    blocks = transformer_blocks(model)
+    stay = {id(t) for t in blocks.parameters() if not t.requires_grad} | {id(t) for t in blocks.buffers()}
+    for mod in model.modules():
+        for store in (mod._parameters, mod._buffers):
+            for k, t in store.items():
+                if t is None or id(t) in stay: continue
+                store[k] = nn.Parameter(t.detach().to(device), t.requires_grad) if isinstance(t, nn.Parameter) else t.to(device)
+    return model
 
 # %% ../nbs/06c_offload.ipynb #0cd92c95
 @dataclass

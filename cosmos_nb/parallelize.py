@@ -20,9 +20,9 @@ from .config import check_literals
 from .dit import DEFAULT_SDPA_BACKENDS, SDPA_BACKENDS, Attention, VideoExtendDiT, naive_attention, sdpa_attention
 
 # %% auto #0
-__all__ = ['CHECKPOINT_MODES', 'ParallelConfig', 'set_attention', 'apply_activation_checkpointing', 'checkpointing_mode',
-           'cp_gather', 'gathered_kv_attention', 'apply_context_parallel', 'apply_fsdp', 'compile_blocks',
-           'parallelize']
+__all__ = ['CHECKPOINT_MODES', 'ParallelConfig', 'set_attention', 'apply_activation_checkpointing', 'block_checkpointing',
+           'checkpointing_mode', 'cp_gather', 'gathered_kv_attention', 'apply_context_parallel', 'apply_fsdp',
+           'compile_blocks', 'is_compiled', 'parallelize']
 
 # %% ../nbs/06b_parallelize.ipynb #b4c0aed9
 @dataclass
@@ -34,6 +34,10 @@ class ParallelConfig:
     compile: bool = False  # torch.compile each transformer block
     attention: Literal['sdpa', 'naive'] = 'sdpa'  # 'naive' writes softmax(QKᵀ/√d)V out: the reference, slow
     sdpa_backends: tuple[str, ...] | None = DEFAULT_SDPA_BACKENDS  # SDPA kernels in priority order; None: PyTorch's choice
+    save_attention_blocks: int | None = None  # with 'save_attention': only the first N blocks keep their attention outputs, the rest recompute fully
+    swap_blocks: bool = False  # frozen block weights wait in pinned host memory, each block copied in just ahead of use (LoRA, generation)
+    resident_blocks: int = 0  # with swap_blocks: the last N blocks stay on the GPU (+0.5 GB each for the 7B, fewer copies)
+    offload_activations: bool = False  # checkpointed block inputs wait in pinned host memory from the forward to the backward
 
     def __post_init__(self):
         check_literals(self)
@@ -41,6 +45,8 @@ class ParallelConfig:
             self.sdpa_backends = tuple(self.sdpa_backends)
             if bad := [b for b in self.sdpa_backends if b not in SDPA_BACKENDS]:
                 raise ValueError(f"ParallelConfig.sdpa_backends: unknown {bad}; choose from {', '.join(SDPA_BACKENDS)}")
+        for name in ('save_attention_blocks', 'resident_blocks'):
+            if (v := getattr(self, name)) is not None and v < 0: raise ValueError(f"ParallelConfig.{name}={v}: use 0 or more")
 
 # %% ../nbs/06b_parallelize.ipynb #65b1a5be
 def set_attention(model: nn.Module,
@@ -79,17 +85,23 @@ def _checkpointed_forward(block: nn.Module, mode: str):
     return forward
 
 def apply_activation_checkpointing(model: VideoExtendDiT,
-                                   mode: str = 'full'): # 'none', 'full' or 'save_attention'
+                                   mode: str = 'full', # 'none', 'full' or 'save_attention'
+                                   save_attention_blocks: int | None = None): # with 'save_attention': only the first N blocks (the rest 'full')
     "Recompute each transformer block in backward (`full`), all but its self-attention (`save_attention`), or not (`none`)."
     if mode not in CHECKPOINT_MODES: raise ValueError(f"activation checkpointing {mode!r}: use 'none', 'full' or 'save_attention'")
-    for block in model.blocks.values():
+    for i, block in enumerate(model.blocks.values()):
         block.__dict__.pop('forward', None)   # back to the class's forward
-        if mode != 'none': block.forward = _checkpointed_forward(block, mode)
+        m = 'full' if mode == 'save_attention' and save_attention_blocks is not None and i >= save_attention_blocks else mode
+        if m != 'none': block.forward = _checkpointed_forward(block, m)
     return model
+
+def block_checkpointing(block: nn.Module) -> str:
+    "'none', 'full' or 'save_attention': how `apply_activation_checkpointing` left one transformer block."
+    return getattr(block.__dict__.get('forward'), 'checkpointing', 'none')
 
 def checkpointing_mode(model: VideoExtendDiT) -> str:
     "'none', 'full' or 'save_attention': what `apply_activation_checkpointing` last set on `model`'s blocks."
-    modes = {getattr(b.__dict__.get('forward'), 'checkpointing', 'none') for b in model.blocks.values()}
+    modes = {block_checkpointing(b) for b in model.blocks.values()}
     return modes.pop() if len(modes) == 1 else 'mixed'
 
 # %% ../nbs/06b_parallelize.ipynb #01bb4481
@@ -148,9 +160,14 @@ def apply_fsdp(model: VideoExtendDiT,
 
 def compile_blocks(model: VideoExtendDiT,
                    **compile_kwargs): # passed to `torch.compile` (e.g. fullgraph=True, mode="max-autotune")
-    "`torch.compile` every transformer block in place (keys unchanged)."
-    for block in model.blocks.values(): block.compile(**compile_kwargs)
+    "`torch.compile` every transformer block's forward in place (checkpointed or not; keys unchanged; module hooks stay eager)."
+    for block in model.blocks.values():
+        block.forward = torch.compile(block.forward, **compile_kwargs)   # keeps `.checkpointing` (functools.wraps copies it)
     return model
+
+def is_compiled(block: nn.Module) -> bool:
+    "Whether `compile_blocks` compiled this block's forward."
+    return hasattr(block.__dict__.get('forward'), '_torchdynamo_orig_callable')
 
 # %% ../nbs/06b_parallelize.ipynb #fb3226c5
 def parallelize(model: VideoExtendDiT,
@@ -159,9 +176,10 @@ def parallelize(model: VideoExtendDiT,
                 mp_policy=None, # FSDP2 mixed precision
                 cp_group=None): # the context-parallel process group (None: all ranks)
     "Apply `cfg` to a built DiT: attention kernels, context parallelism, activation checkpointing, compile, FSDP2 (that order)."
+    # swap_blocks and offload_activations act on loaded weights and on a training step: `train` applies them (`cosmos_nb.offload`)
     set_attention(model, cfg.attention, cfg.sdpa_backends)
     if cfg.context_parallel: apply_context_parallel(model, cp_group)
-    apply_activation_checkpointing(model, cfg.activation_checkpointing)
+    apply_activation_checkpointing(model, cfg.activation_checkpointing, cfg.save_attention_blocks)
     if cfg.compile: compile_blocks(model)
     if cfg.data_parallel == 'fsdp' and mesh is not None: apply_fsdp(model, mesh, mp_policy)
     return model

@@ -7,7 +7,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/train.html.md"""
 # %% ../nbs/11_train.ipynb #f4e96d79
 from __future__ import annotations
 import argparse, builtins, importlib.util, json, math, os, random, re, secrets, sys, time, warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from itertools import islice
 from pathlib import Path
 
@@ -24,11 +24,13 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .config import Settings, atomic_write, config_to_dict, load_settings
-from .runtime import DistEnv, exit_with, init_distributed, is_main_process
+from .runtime import DistEnv, exit_with, init_distributed, is_main_process, process_count
 from .data import BadItemError, DatasetLayout, VideoDataset, iterate_epochs, make_sampler
 from .dit import VideoExtendDiT, load_dit_checkpoint
 from .diffusers_format import find_diffusers_transformer, read_diffusers_transformer
 from .parallelize import parallelize
+from .offload import offload_activations, place_for_swapping, swap_blocks
+from .memory import describe_plan, fit_memory_budget, training_memory
 from .diffusion import Video2WorldDiffusion
 from .fp8 import convert_to_fp8, fp8_buffer_names, fp8_unsupported
 from .experiments import (ExperimentConfig, UnknownExperimentError, _dataset_fixes, _experiment_and_overrides,
@@ -144,6 +146,12 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
         raise ValueError('LoRA runs replicate the frozen base on every GPU as upstream does: set parallel.data_parallel=ddp')
     if p.context_parallel:
         raise ValueError('parallel.context_parallel=true splits the tokens of one video for generation; training splits the batch: set it false')
+    if (p.swap_blocks or p.offload_activations) and p.activation_checkpointing == 'none':
+        raise ValueError('parallel.swap_blocks and parallel.offload_activations work on checkpointed blocks (nothing inside a block may stay '
+                         'saved for the backward): set parallel.activation_checkpointing=full or save_attention')
+    if p.swap_blocks and not lora:
+        raise ValueError('parallel.swap_blocks needs a frozen base (lora.enabled=true): a full fine-tune changes every block weight each '
+                         'step; spread it over more GPUs (FSDP2) or set parallel.offload_activations=true instead')
     if t.fp8 and not lora:
         raise ValueError('trainer.fp8=true needs lora.enabled=true: FP8 is for frozen weights (the base under LoRA), and a full '
                          'fine-tune trains every Linear; set trainer.fp8=false')
@@ -161,10 +169,10 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
     mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if fsdp and cuda else None
     parallelize(net, p, mesh, mp)                           # kernels, checkpointing, compile; FSDP2 per block when fsdp
 
-    def load(m):
-        "Materialise the meta DiT on the device and copy the starting weights in."
+    def load(m, device=env.device):
+        "Materialise the meta DiT on `device` and copy the starting weights in."
         if weights is None: return
-        m.net.to_empty(device=env.device); m.net.init_weights()     # init only matters for keys a non-strict load lacks
+        m.net.to_empty(device=device); m.net.init_weights()     # init only matters for keys a non-strict load lacks
         load_full_model_state_dict(m, weights[0], strict=False)
 
     if fsdp:
@@ -172,9 +180,12 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
         fully_shard(model, mesh=mesh, **({'mp_policy': mp} if mp else {}))
         load(model)
         return model, model
+    home = torch.device('cpu') if p.swap_blocks else env.device     # a swapped base is loaded on the host: the GPU never holds it all
+    if cuda and (p.swap_blocks or p.offload_activations):           # many same-size copies in and out: grow segments, do not fragment
+        torch.cuda.memory._set_allocator_settings('expandable_segments:True')
     if lora: net.to(torch.bfloat16 if cuda else torch.float32)      # the frozen base; the logvar head stays fp32
-    if weights is None: model.to(env.device)
-    else: model.logvar.to(env.device); load(model)
+    if weights is None: model.to(home)
+    else: model.logvar.to(env.device); load(model, home)
     if lora:
         from cosmos_nb.lora import apply_lora
         apply_lora(model, cfg.lora, dtype=torch.float32)
@@ -182,6 +193,8 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
             convert_to_fp8(model, fp8_backward=t.fp8_backward)
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, fp8_buffer_names(model))  # not broadcast
     elif cuda: model.autocast_dtype = torch.bfloat16
+    if p.swap_blocks:                                            # frozen block weights wait in (pinned) host memory between uses
+        model.block_swap = swap_blocks(place_for_swapping(model, env.device).net, resident=p.resident_blocks)
     wrapped = DistributedDataParallel(model, device_ids=[env.device.index] if cuda else None,   # buffers are synced (upstream)
                                       find_unused_parameters=False, static_graph=t.grad_accum_iter == 1)  # no_sync needs a dynamic graph
     return wrapped, model
@@ -439,6 +452,7 @@ class Trainer:
         tok = None if cached and not t.sample_every else \
             make_tokenizer(cfg.tokenizer.kind, cfg.tokenizer.path or None, env.device, cfg.tokenizer.dtype)
         self.model, self.inner = build_model(cfg, env, tok)
+        self.offload = offload_activations(device=env.device) if cfg.parallel.offload_activations else None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.ema = PowerEMA(self.inner, cfg.ema.rate) if cfg.ema.enabled else None
         self.optimizer = build_optimizer(self.model, cfg.optimizer)
@@ -476,7 +490,8 @@ def step(self: Trainer, batches: list[dict]) -> dict:
     total = torch.zeros((), device=env.device)
     for k, batch in enumerate(batches):
         with gradient_sync(self.model, k == n - 1):               # ranks reduce gradients once, in the last backward
-            logs, loss = self.model(_to_device(batch, env.device), it)
+            with self.offload or nullcontext():                   # checkpointed block inputs to host memory and back
+                logs, loss = self.model(_to_device(batch, env.device), it)
             (loss / n).backward()                                 # summed over micro-batches: the gradient of their mean loss
         total += loss.detach().float()
     mean = total / n
@@ -553,8 +568,10 @@ def train(experiment: str|ExperimentConfig, # a registered experiment name, or a
           overrides: list[str]|tuple=(), # dotted `key=value` overrides
           settings: Settings|None=None) -> dict: # where runs go; None: `load_settings()`
     "Run (or resume) a post-training experiment on this process's share of the job; returns a summary dict."
-    cfg = resolve_experiment(experiment, overrides)
+    cfg = fit_memory_budget(resolve_experiment(experiment, overrides), process_count())   # parallel.* for trainer.memory_budget_gb
     if problems := preflight(cfg): raise PreflightError(cfg.job.name, problems)   # before any process group or file
+    if cfg.trainer.memory_budget_gb is not None and is_main_process():
+        print(f'trainer.memory_budget_gb={cfg.trainer.memory_budget_gb:g}: {describe_plan(cfg)}; about {training_memory(cfg, process_count())}')
     with init_distributed(cfg.trainer.device) as env: return Trainer(cfg, env, settings).fit()
 
 # %% ../nbs/11_train.ipynb #6375ae5b
@@ -592,7 +609,7 @@ def train_main(argv: list[str]|None=None) -> dict|None:
     if not name:
         exit_with(2, 'cosmos-nb train: no experiment given; add --experiment NAME (or experiment=NAME). The registered experiments:',
               experiments_overview(), f'A tiny CPU try after `make demo`: {TINY_CPU_TRY}')
-    try: cfg = resolve_experiment(name, overrides)
+    try: cfg = fit_memory_budget(resolve_experiment(name, overrides), process_count())
     except UnknownExperimentError: exit_with(2, f'cosmos-nb train: {unknown_experiment_message(name, list_all=False)} '
                                             '(`cosmos-nb train` without an experiment lists them all)')
     except (KeyError, ValueError) as e: exit_with(2, f'cosmos-nb train: {e.args[0] if e.args else e}')

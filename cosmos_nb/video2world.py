@@ -29,6 +29,7 @@ from .tokenizer import (TokenizerConfig, CausalVideoTokenizer, LatentNormalizer,
                                  save_state_dict, _weight_files)
 from .dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_for_upstream
 from .parallelize import ParallelConfig, parallelize
+from .offload import place_for_swapping, swap_blocks
 from .fp8 import convert_to_fp8, fp8_unsupported
 from .diffusion import DiffusionConfig, Video2WorldDiffusion, logvar_head
 from .experiments import LoRAConfig
@@ -317,6 +318,8 @@ class PipelineOptions:
     disable_guardrail: bool = option(False, 'skip the guardrails: the text check (blocklist + LlamaGuard-7b) and the video check '
                                             '(SigLIP content filter + face pixelation)')
     offload_diffusion_transformer: bool = option(False, 'keep the DiT in CPU memory except while sampling')
+    swap_blocks: bool = option(False, "keep the DiT's block weights in pinned CPU memory and copy each block in just before it runs: "
+                               'bf16 generation on a 24 GB GPU (about 13 GiB of pinned host memory; the copies overlap the compute)')
     offload_tokenizer: bool = option(False, 'keep the tokenizer in CPU memory except while encoding/decoding')
     offload_text_encoder_model: bool = option(False, 'free T5 after the prompts are encoded')
     offload_prompt_upsampler: bool = option(False, 'move the prompt upsampler to CPU memory after each use (it stays loaded there, off the GPU)')
@@ -390,9 +393,11 @@ class Video2WorldPipeline:
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise Video2WorldInputError('--device cuda: no CUDA GPU is visible here; use --device cpu (slow) or run on a GPU machine')
         if o.fp8 and (why := fp8_unsupported(self.device)): raise Video2WorldInputError(f'--fp8: {why}: leave --fp8 out')   # before any model loads
+        if o.swap_blocks and o.offload_diffusion_transformer:
+            raise Video2WorldInputError('--swap_blocks keeps the DiT blocks in CPU memory and --offload_diffusion_transformer the whole DiT: use one')
         self.dtype, self.diffusion_config = as_dtype(o.dtype), o.diffusion or DiffusionConfig()
         self.models = ModelCache()          # the prompt upsampler and the guardrail models, loaded once for this pipeline
-        self._t5 = self._model = None
+        self._t5 = self._model = self._swap = None
 
     @property
     def prompt_required(self) -> bool:
@@ -424,8 +429,8 @@ def _to_fp8(net: nn.Module, device) -> nn.Module:
 def _diffusion_model(self: Video2WorldPipeline) -> Video2WorldDiffusion:
     "The DiT and the tokenizer inside `Video2WorldDiffusion` (loaded on first use)."
     if self._model is None:
-        f = self.files
-        try: net = load_video2world_dit(f.dit, lora_path=f.lora, device='cpu' if self.options.offload_diffusion_transformer else self.device, dtype=self.dtype)
+        f, o = self.files, self.options
+        try: net = load_video2world_dit(f.dit, lora_path=f.lora, device='cpu' if o.offload_diffusion_transformer or o.swap_blocks else self.device, dtype=self.dtype)
         except ValueError as e:
             raise CheckpointLoadError(f'{f.dit}{" + " + str(f.lora) if f.lora else ""} cannot be loaded: {e}\nIf this is a model of '
                                       f'another size, put the config.json its run wrote beside it (cosmos-nb export-checkpoint does).') from e
@@ -435,11 +440,14 @@ def _diffusion_model(self: Video2WorldPipeline) -> Video2WorldDiffusion:
         tok = load_tokenizer(f.tokenizer, dtype=self.dtype)                      # + its mean_std.pt statistics
         self._model = Video2WorldDiffusion(net, OffloadingTokenizer(tok, self.device, self.options.offload_tokenizer, self._dit_off),
                                            self.diffusion_config).to(next(net.parameters()).device).eval()   # net + logvar head
+        if o.swap_blocks:                                                          # block weights wait in pinned host memory
+            self._swap = swap_blocks(place_for_swapping(self._model.net, self.device))
     return self._model
 
 @patch
 def _dit_off(self: Video2WorldPipeline):
     "Send the DiT back to the CPU (with --offload_diffusion_transformer), e.g. before decoding."
+    if self._swap is not None: self._swap.offload_all()                          # --swap_blocks: the prefetched block leaves too
     if self.options.offload_diffusion_transformer and self._model is not None and self.device.type != 'cpu':
         self._model.to('cpu'); free_memory()                                      # the DiT and the logvar head; not the tokenizer
 

@@ -16,6 +16,7 @@ from cosmos_nb.download import HubError
 from cosmos_nb.experiments import get_experiment
 from cosmos_nb.fp8 import fp8_available, fp8_layers
 from cosmos_nb.lora import apply_lora, lora_layers
+from cosmos_nb.parallelize import is_compiled
 from cosmos_nb.pretrained import (GUARDRAIL_REPOS, MD5_CHECKSUMS, T5_REPO, TOKENIZER_REPO, CheckpointRepo, ExportError,
                                   VerificationError, checkpoint_plan, download_checkpoints, download_checkpoints_main, download_repo,
                                   export_checkpoint, export_checkpoint_main, repo_is_complete)
@@ -196,6 +197,20 @@ def test_pipeline_is_deterministic_and_uses_the_prompt_and_tensor_inputs(ck, exa
     assert torch.equal(a.video, b.video) and not torch.equal(a.video, c.video) and not torch.equal(a.video, d.video)
 
 
+def test_swap_blocks_generates_the_same_video_with_the_blocks_on_the_host(ck, example_media):
+    "--swap_blocks: the block weights wait on the host (the module holds empty stand-ins between uses); the video is the same bits."
+    kw = dict(num_video_frames=9, height=32, width=32, num_steps=2)
+    want = Video2WorldPipeline(CPU, checkpoint_dir=ck).generate(example_media / 'video2world_input0.jpg', 'a red circle', **kw)
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, swap_blocks=True)
+    got = pipe.generate(example_media / 'video2world_input0.jpg', 'a red circle', **kw)
+    assert torch.equal(got.video, want.video)
+    swap = pipe._swap
+    assert swap.stats.loads >= 2 * len(swap.swapped)                   # every block came in for each of the steps
+    assert all(p.numel() == 0 for b in swap.swapped for p in pipe._model.net.blocks[b].parameters())   # none left after offload_all
+    with pytest.raises(Video2WorldInputError, match='use one'):
+        Video2WorldPipeline(CPU, checkpoint_dir=ck, swap_blocks=True, offload_diffusion_transformer=True)
+
+
 def test_offloading_frees_t5_and_sends_the_dit_away_before_decoding(ck, example_media, monkeypatch):
     pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, offload_text_encoder_model=True, offload_diffusion_transformer=True,
                                offload_tokenizer=True)
@@ -299,7 +314,7 @@ def test_fp8_pipeline_quantizes_the_block_linears_and_stays_close(ck):
 def test_compile_flag_compiles_the_dit_blocks(ck):
     pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, compile=True, fp8=True)
     net = pipe._diffusion_model().net
-    assert fp8_layers(net) and all(b._compiled_call_impl is not None for b in net.blocks.values())
+    assert fp8_layers(net) and all(is_compiled(b) for b in net.blocks.values())
 
 
 def test_fp8_without_fp8_hardware_fails_before_any_model_loads(ck, tmp_path, example_media, monkeypatch):
