@@ -1,4 +1,4 @@
-"""Post-training checkpoints under upstream's names and places, written so a kill at any moment leaves the newest complete checkpoint intact, with everything an exact resume needs (optimizer, scheduler, EMA, data position, RNG states per rank).
+"""Post-training checkpoints under upstream's names and places, written so a kill at any moment leaves the newest complete checkpoint intact, with everything an exact resume needs (optimizer, scheduler, EMA, data position, RNG states per rank); full fine-tunes save it sharded with `torch.distributed.checkpoint`, in the background, and resume on any number of GPUs.
 
 Docs: https://cosmos-nb.github.io/cosmos-nb/checkpoint.html.md"""
 
@@ -6,7 +6,8 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/checkpoint.html.md"""
 
 # %% ../nbs/10_checkpoint.ipynb #1c08af02
 from __future__ import annotations
-import io, os, random, re, shutil, time, warnings
+import copy, io, os, pickle, random, re, shutil, time, warnings
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,28 +15,43 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
-                                                     set_model_state_dict, set_optimizer_state_dict)
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
+from torch.distributed.checkpoint._traverse import set_element
+from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner, _EmptyStateDictLoadPlanner
+from torch.distributed.checkpoint.metadata import StorageMeta
+from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict, get_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict, set_state_dict)
 
 from .config import atomic_write, atomic_torch_save, load_torch_file
-from .runtime import is_main_process, process_count, process_rank
+from .runtime import as_dtype, is_main_process, process_count, process_rank
 
 # %% auto #0
-__all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'checkpoint_name', 'parse_checkpoint_name',
-           'load_file', 'rng_state', 'set_rng_state', 'gather_rng_states', 'write_checkpoint_file', 'write_checkpoint',
-           'CheckpointInfo', 'read_checkpoint', 'list_checkpoints', 'find_resume_checkpoint', 'prune_checkpoints',
-           'remove_partial_files', 'full_model_state_dict', 'full_optimizer_state_dict', 'load_full_model_state_dict',
-           'load_full_optimizer_state_dict', 'save_training_checkpoint', 'load_training_checkpoint']
+__all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'DCP', 'FORMATS', 'checkpoint_name',
+           'file_name', 'parse_checkpoint_name', 'load_file', 'rng_state', 'set_rng_state', 'gather_rng_states',
+           'write_checkpoint_file', 'write_checkpoint', 'CheckpointInfo', 'read_checkpoint', 'list_checkpoints',
+           'find_resume_checkpoint', 'prune_checkpoints', 'remove_partial_files', 'full_model_state_dict',
+           'full_optimizer_state_dict', 'load_full_model_state_dict', 'load_full_optimizer_state_dict',
+           'upstream_model_files', 'gather_upstream_files', 'save_training_checkpoint', 'load_training_checkpoint',
+           'SafeFileSystemReader', 'SafeLoadPlanner', 'resume_state_dict', 'checkpoint_group', 'CheckpointWriteError',
+           'dcp_writer', 'Checkpointer', 'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint',
+           'checkpoint_settings', 'data_position', 'resume_position']
 
 # %% ../nbs/10_checkpoint.ipynb #dd23868c
 LATEST_FILE = 'latest_checkpoint.txt'                         # names the newest complete checkpoint's `iter_N.pt`
 REG_MODEL, EMA_MODEL, MODEL, OPTIM, LORA_ADAPTER = 'reg_model', 'ema_model', 'model', 'optim', 'lora_adapter'
+DCP = 'dcp'                                                   # the folder `iter_N_dcp/` of a sharded checkpoint (section 9)
 
 def checkpoint_name(iteration: int, # the trainer iteration the checkpoint was taken after
                     kind: str='') -> str: # '' (the trainer state / manifest), 'reg_model', 'ema_model', 'model', 'optim', ...
     "Upstream's file name: `iter_{N:09d}.pt` or `iter_{N:09d}_{kind}.pt`."
     if iteration < 0: raise ValueError(f'iteration must be >= 0, got {iteration}')
     return f'iter_{iteration:09d}' + (f'_{kind}' if kind else '') + '.pt'
+
+def file_name(iteration: int, kind: str='') -> str:
+    "The name of one member of checkpoint `iteration`: the folder `iter_{N:09d}_dcp` for `DCP`, else `checkpoint_name`."
+    return f'iter_{iteration:09d}_{DCP}' if kind == DCP else checkpoint_name(iteration, kind)
 
 def parse_checkpoint_name(name: str|Path) -> tuple[int, str]|None:
     "`(iteration, kind)` of a checkpoint file name, None for anything else (temp files start with '.')."
@@ -96,7 +112,7 @@ def write_checkpoint(ckpt_dir: str|Path, # the run's checkpoints/ folder
     ckpt_dir = Path(ckpt_dir); ckpt_dir.mkdir(parents=True, exist_ok=True)
     names = {}
     for kind, obj in files.items():
-        names[kind] = checkpoint_name(iteration, kind)
+        names[kind] = file_name(iteration, kind)
         write_checkpoint_file(obj, ckpt_dir/names[kind])
     manifest = ckpt_dir/checkpoint_name(iteration)
     atomic_torch_save({**(state or {}), 'iteration': iteration, 'files': names, 'saved_at': time.time()}, manifest)
@@ -209,6 +225,28 @@ def _unwrap(model: nn.Module) -> nn.Module:
     "The module inside a DDP wrapper (FSDP2 modules are not wrapped)."
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
+def upstream_model_files(sd: dict, # the model's full state dict (upstream keys), as trained
+                         ema_sd: dict|None=None, # EMA: name -> full tensor (None: no EMA file)
+                         reg_dtype: torch.dtype|None=None) -> dict: # dtype of the regular weights (None: as `sd`)
+    "A full fine-tune's `{reg_model: ..., ema_model: ...}` file contents, from full state dicts (gathered live, or read back from DCP)."
+    reg_dtype = reg_dtype or next(iter(sd.values())).dtype
+    files = {REG_MODEL: {k: v.to(reg_dtype) if v.is_floating_point() else v for k, v in sd.items()}}
+    if ema_sd is not None: files[EMA_MODEL] = {k: ema_sd.get(k, v).float() if v.is_floating_point() else v for k, v in sd.items()}
+    return files
+
+def gather_upstream_files(model: nn.Module, ema=None, lora: bool=False, reg_dtype: torch.dtype|None=None,
+                          iteration: int=0, samples_seen: int=0) -> tuple[dict, dict]:
+    "Upstream's weight files of the live model on rank 0 (`{}` elsewhere), and its full state dict (full runs); a collective."
+    rank0 = is_main_process()
+    ema_sd = None if ema is None else ema.full_state_dict()
+    if lora:
+        if not rank0: return {}, {}
+        record = dict(image=0, video=samples_seen, iteration=iteration)
+        return {MODEL: _lora().upstream_lora_checkpoint(_unwrap(model), ema_sd, record),
+                LORA_ADAPTER: lambda p: _lora().save_lora_adapter(_unwrap(model), p)}, {}
+    sd = full_model_state_dict(model)
+    return (upstream_model_files(sd, ema_sd, reg_dtype), sd) if rank0 else ({}, {})
+
 def save_training_checkpoint(ckpt_dir: str|Path, # the run's checkpoints/ folder
                              iteration: int, # iterations done
                              model: nn.Module, # the trained module (plain, DDP or FSDP2) with upstream keys `net.*`, `logvar.*`
@@ -224,34 +262,20 @@ def save_training_checkpoint(ckpt_dir: str|Path, # the run's checkpoints/ folder
     rank0 = is_main_process()
     rng = gather_rng_states()
     optim = dict(optimizer=full_optimizer_state_dict(model, optimizer), scheduler=None if scheduler is None else scheduler.state_dict())
-    ema_sd = None if ema is None else ema.full_state_dict()
+    weights, sd = gather_upstream_files(model, ema, lora, reg_dtype, iteration, samples_seen)
     files = {}
-    if lora:
-        if rank0:
-            record = dict(image=0, video=samples_seen, iteration=iteration)
-            files[MODEL] = _lora().upstream_lora_checkpoint(_unwrap(model), ema_sd, record)
-            files[OPTIM] = optim
-            files[LORA_ADAPTER] = lambda p: _lora().save_lora_adapter(_unwrap(model), p)
-    else:
-        sd = full_model_state_dict(model)
-        if rank0:
-            reg_dtype = reg_dtype or next(iter(sd.values())).dtype
-            files[REG_MODEL] = {k: v.to(reg_dtype) if v.is_floating_point() else v for k, v in sd.items()}
-            if ema_sd is not None: files[EMA_MODEL] = {k: ema_sd.get(k, v).float() if v.is_floating_point() else v for k, v in sd.items()}
-            if any(v.is_floating_point() and v.dtype != reg_dtype for v in sd.values()): optim['model_fp32'] = sd
-            files[OPTIM] = optim
+    if rank0 and lora: files = {MODEL: weights[MODEL], OPTIM: optim, LORA_ADAPTER: weights[LORA_ADAPTER]}
+    elif rank0:
+        reg_dtype = reg_dtype or next(iter(sd.values())).dtype
+        if any(v.is_floating_point() and v.dtype != reg_dtype for v in sd.values()): optim['model_fp32'] = sd
+        files = {**weights, OPTIM: optim}
     manifest = write_checkpoint(ckpt_dir, iteration, files, {**(state or {}), 'rng': rng, 'world_size': len(rng)}, keep_last) if rank0 else None
     if _dist_on(): dist.barrier()
     return manifest
 
 # %% ../nbs/10_checkpoint.ipynb #803d30e8
-def load_training_checkpoint(ckpt: CheckpointInfo, # from `find_resume_checkpoint`
-                             model: nn.Module, # the module being trained (plain, DDP or FSDP2), already wrapped
-                             optimizer: torch.optim.Optimizer|None=None,
-                             scheduler=None,
-                             ema=None,
-                             restore_rng: bool=True) -> dict: # set this rank's generators to their saved states
-    "Put a checkpoint back into the live objects (every rank calls it) and return its trainer state (`iter_N.pt`)."
+def _load_upstream_files(ckpt: CheckpointInfo, model: nn.Module, optimizer=None, scheduler=None, ema=None):
+    "Put a checkpoint of upstream files (and `_optim.pt`) back into the live objects."
     optim = ckpt.load(OPTIM) if ckpt.has(OPTIM) else {}
     if ckpt.has(MODEL):   # LoRA: base + adapters in upstream names; never the EMA into the live weights
         f = ckpt.load(MODEL)
@@ -268,9 +292,268 @@ def load_training_checkpoint(ckpt: CheckpointInfo, # from `find_resume_checkpoin
     if ema is not None:
         if not ema_sd: warnings.warn(f'{ckpt.dir}: checkpoint {ckpt.iteration} has no EMA; the EMA restarts from the current weights')
         else: ema.load_full_state_dict(ema_sd)
+
+def load_training_checkpoint(ckpt: CheckpointInfo, # from `find_resume_checkpoint`
+                             model: nn.Module, # the module being trained (plain, DDP or FSDP2), already wrapped
+                             optimizer: torch.optim.Optimizer|None=None,
+                             scheduler=None,
+                             ema=None,
+                             restore_rng: bool=True) -> dict: # set this rank's generators to their saved states
+    "Put a checkpoint (sharded or upstream files) back into the live objects (every rank calls it) and return its trainer state (`iter_N.pt`)."
+    if ckpt.has(DCP): load_dcp_checkpoint(ckpt, model, optimizer, scheduler, ema)     # section 9: resharded onto this job
+    else: _load_upstream_files(ckpt, model, optimizer, scheduler, ema)
     rng = ckpt.state.get('rng') or []
     if restore_rng:
         if len(rng) == process_count(): set_rng_state(rng[process_rank()])
         else: warnings.warn(f'checkpoint {ckpt.iteration} was written by {len(rng)} ranks, this job has '
                             f'{process_count()}: random generators are reseeded, not restored')
     return ckpt.state
+
+# %% ../nbs/10_checkpoint.ipynb #af0292a3
+_SAFE_GLOBALS = {('collections', 'OrderedDict'), ('builtins', 'set'), ('builtins', 'frozenset'), ('builtins', 'slice'),
+                 ('torch', 'Size'), ('torch.serialization', '_get_layout'), ('pathlib', 'PosixPath'), ('pathlib', 'WindowsPath'), ('pathlib', 'PurePosixPath')}
+
+class _MetadataUnpickler(pickle.Unpickler):
+    "Unpickles DCP's `.metadata`, allowing only DCP's classes, torch dtypes and sizes, and plain containers."
+    def find_class(self, module: str, name: str):
+        dcp_class = module.startswith('torch.distributed.checkpoint.') and '.' not in name
+        if not (dcp_class or (module, name) in _SAFE_GLOBALS or module == 'torch'):
+            raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a DCP .metadata file')
+        obj = super().find_class(module, name)
+        if (dcp_class and not isinstance(obj, type)) or (module == 'torch' and name != 'Size' and not isinstance(obj, (torch.dtype, torch.layout, torch.memory_format))):
+            raise pickle.UnpicklingError(f'{module}.{name} is not allowed in a DCP .metadata file')
+        return obj
+
+class SafeFileSystemReader(FileSystemReader):
+    "DCP's `FileSystemReader`, reading `.metadata` with an allow-list unpickler."
+    def read_metadata(self, *args, **kwargs):
+        path = Path(self.path)/'.metadata'
+        if not path.is_file():
+            raise FileNotFoundError(f'{self.path} has no .metadata: not a complete DCP checkpoint (a killed save?); use another checkpoint')
+        with open(path, 'rb') as f: md = _MetadataUnpickler(f).load()
+        if getattr(md, 'storage_meta', None) is None: md.storage_meta = StorageMeta()
+        md.storage_meta.load_id = self.load_id
+        return md
+
+class _WeightsOnlyBytes:
+    "Non-tensor entries of a DCP checkpoint read with `torch.load(weights_only=True)`."
+    def load_bytes(self, read_item, value: io.BytesIO):
+        obj = torch.load(value, weights_only=True)
+        if self.flatten_state_dict: set_element(self.original_state_dict, self.mappings[read_item.dest_index.fqn], obj)
+        else: self.state_dict[read_item.dest_index.fqn] = obj
+
+class SafeLoadPlanner(_WeightsOnlyBytes, DefaultLoadPlanner): "DCP's load planner, entries read without code."
+class _SafeEmptyPlanner(_WeightsOnlyBytes, _EmptyStateDictLoadPlanner): "DCP's planner that builds the state dict from the metadata."
+
+# %% ../nbs/10_checkpoint.ipynb #fb4fc383
+def resume_state_dict(model: nn.Module, # plain, DDP or FSDP2
+                      optimizer: torch.optim.Optimizer|None=None,
+                      ema=None) -> dict: # an EMA with `names` and `shadow` (its tensors, sharded like the weights)
+    "The tensors DCP saves for a resume: `{'model', 'optim', 'ema'}`, sharded as trained; the live tensors, not copies."
+    if optimizer is None: sd = dict(model=get_model_state_dict(model))
+    else:
+        msd, osd = get_state_dict(model, optimizer)
+        sd = dict(model=msd, optim=osd)
+    if ema is not None: sd['ema'] = dict(zip(ema.names, ema.shadow))
+    return sd
+
+_CKPT_GROUP: list = [None, None]          # [the default group it was made for, the checkpoint group]
+
+def checkpoint_group():
+    "A gloo group over all ranks for DCP's collectives, made once per job (None without torch.distributed); every rank calls it."
+    if not _dist_on(): return None
+    default = dist.distributed_c10d._get_default_group()
+    if _CKPT_GROUP[0] is not default: _CKPT_GROUP[:] = [default, dist.new_group(backend='gloo')]
+    return _CKPT_GROUP[1]
+
+# %% ../nbs/10_checkpoint.ipynb #ca17d03e
+FORMATS = ('dcp', 'pt')
+
+class CheckpointWriteError(RuntimeError):
+    "A checkpoint could not be written; `latest_checkpoint.txt` still names the previous one."
+
+def dcp_writer(folder: Path) -> FileSystemWriter:
+    "DCP's storage writer for a save into `folder`: one file per rank, each synced to disk before the save counts as done."
+    return FileSystemWriter(folder, single_file_per_rank=True, sync_files=True)
+
+def _replace_dir(src: Path, dst: Path):
+    "Rename the finished folder `src` to `dst` (replacing a stale `dst` a killed run left), then sync the parent folder."
+    if dst.exists(): _remove(dst)
+    os.replace(src, dst)
+    fd = os.open(dst.parent, os.O_RDONLY)
+    try: os.fsync(fd)
+    finally: os.close(fd)
+
+def _already_written(path: Path):
+    "A member written before the DCP save started (upstream's consolidated files): listed in the manifest, nothing to do."
+    if not path.exists(): raise FileNotFoundError(f'{path} should have been written before the manifest')
+
+# %% ../nbs/10_checkpoint.ipynb #67d1a4f6
+class Checkpointer:
+    "Writes a run's checkpoints in one format; with `async_save` the DCP files are written in the background (one save in flight)."
+    def __init__(self, ckpt_dir: str|Path, # the run's checkpoints/ folder
+                 format: str='dcp', # 'dcp' (sharded, resumes on any world size) or 'pt' (rank 0 writes upstream files)
+                 async_save: bool=True, # dcp only: write in a background thread while training goes on
+                 keep_last: int=0): # keep the newest K complete checkpoints (0: all)
+        if format not in FORMATS: raise ValueError(f"checkpoint.format={format!r}: use one of {', '.join(FORMATS)}")
+        if async_save and format != 'dcp':
+            raise ValueError('checkpoint.async_save=true needs checkpoint.format=dcp (rank 0 writes the pt files in place): set one of them')
+        self.dir, self.format, self.async_save, self.keep_last = Path(ckpt_dir), format, async_save, keep_last
+        self.pending: tuple[int, Future]|None = None    # (iteration, done when committed) of the save in flight
+        self.blocked: list[float] = []                  # seconds each `save` held its caller
+
+    def __repr__(self): return f'Checkpointer({str(self.dir)!r}, format={self.format!r}, async_save={self.async_save})'
+
+    def save(self, iteration: int, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler=None, ema=None,
+             state: dict|None=None, # more trainer state for the manifest (the data position)
+             consolidate: bool=True, # dcp: also write upstream's iter_N_reg_model.pt / _ema_model.pt now
+             lora: bool=False, reg_dtype: torch.dtype|None=None, samples_seen: int=0):
+        "Checkpoint `iteration` (every rank calls it); returns once training may go on."
+        t0 = time.perf_counter()
+        self.wait()
+        if self.format == 'pt':
+            save_training_checkpoint(self.dir, iteration, model, optimizer, scheduler, ema, lora, reg_dtype, state, samples_seen, self.keep_last)
+        else: self._save_dcp(iteration, model, optimizer, scheduler, ema, state, consolidate, lora, reg_dtype)
+        self.blocked.append(time.perf_counter() - t0)
+
+    def _save_dcp(self, iteration, model, optimizer, scheduler, ema, state, consolidate, lora, reg_dtype):
+        if lora: raise ValueError('LoRA runs save checkpoint.format=pt: their trainable state is small and upstream\'s iter_N_model.pt already holds it')
+        rank0, pg = is_main_process(), checkpoint_group()
+        rng = gather_rng_states()
+        files = gather_upstream_files(model, ema, False, reg_dtype)[0] if consolidate else {}
+        tmp = self.dir/f'.{file_name(iteration, DCP)}.tmp'
+        if rank0:
+            self.dir.mkdir(parents=True, exist_ok=True); _remove(tmp)       # a killed run's leftover
+            for kind, obj in files.items(): write_checkpoint_file(obj, self.dir/file_name(iteration, kind))
+        if pg is not None: dist.barrier(group=pg)                             # the temp folder is clean before anyone writes
+        manifest = {**(state or {}), 'rng': rng, 'world_size': len(rng), 'format': DCP,
+                    'scheduler': None if scheduler is None else copy.deepcopy(scheduler.state_dict()),
+                    'reg_dtype': None if reg_dtype is None else str(reg_dtype).removeprefix('torch.')}
+        members = {DCP: lambda p: _replace_dir(tmp, p), **{k: _already_written for k in files}}
+        commit = lambda: write_checkpoint(self.dir, iteration, members, manifest, self.keep_last)
+        kw = dict(storage_writer=dcp_writer(tmp), process_group=pg, no_dist=pg is None)
+        sd = resume_state_dict(model, optimizer, ema)
+        if not self.async_save:
+            error = None
+            try:
+                dcp.save(sd, **kw)
+                if rank0: commit()
+            except Exception as e: error = e
+            self._agree(iteration, error)
+            return
+        done = Future()
+        def finish(f):                                                        # in DCP's background thread
+            try:
+                f.result()
+                if rank0: commit()
+                done.set_result(iteration)
+            except BaseException as e: done.set_exception(e)
+        dcp.async_save(sd, **kw).add_done_callback(finish)                    # returns once the state is copied to the CPU
+        self.pending = (iteration, done)
+
+    def _agree(self, iteration: int, error: BaseException|None):
+        "Raise `CheckpointWriteError` on every rank if the save of `iteration` failed on any (a collective)."
+        pg = checkpoint_group()
+        failed = torch.tensor([int(error is not None)])
+        if pg is not None: dist.all_reduce(failed, op=dist.ReduceOp.MAX, group=pg)
+        if failed.item():
+            latest = self.dir/LATEST_FILE
+            prev = latest.read_text().strip() if latest.is_file() else 'no checkpoint'
+            why = f'{type(error).__name__}: {str(error)[:500]}' if error is not None else 'it failed on another rank'
+            raise CheckpointWriteError(f'checkpoint {iteration} could not be written to {self.dir} ({why}); {LATEST_FILE} still names '
+                                       f'{prev}. Free disk space or fix the folder, then resume with trainer.resume=auto') from error
+
+    def wait(self) -> int|None:
+        "Block until the save in flight is committed (every rank calls it); `CheckpointWriteError` on every rank if it failed."
+        if self.pending is None: return None
+        iteration, done = self.pending
+        self.pending = None
+        error = None
+        try: done.result()
+        except Exception as e: error = e
+        self._agree(iteration, error)
+        return iteration
+
+    def close(self):
+        "Let the save in flight finish without collectives (the way out of an exception); a failure becomes a warning."
+        if self.pending is None: return
+        iteration, done = self.pending
+        self.pending = None
+        try: done.result()
+        except Exception as e: warnings.warn(f'checkpoint {iteration} in {self.dir} was not written ({type(e).__name__}: {e})')
+
+# %% ../nbs/10_checkpoint.ipynb #5b57d3df
+def _saved_keys(folder: Path) -> set[str]:
+    "The top-level entries ('model', 'optim', 'ema') of a DCP folder."
+    return {k.split('.', 1)[0] for k in SafeFileSystemReader(folder).read_metadata().state_dict_metadata}
+
+def load_dcp_checkpoint(ckpt: CheckpointInfo, # a checkpoint with a DCP folder
+                        model: nn.Module, # the module being trained (plain, DDP or FSDP2), already wrapped
+                        optimizer: torch.optim.Optimizer|None=None, scheduler=None, ema=None):
+    "Load a checkpoint's DCP folder into the live objects, resharded onto this job's ranks (every rank calls it)."
+    folder = ckpt.path(DCP)
+    saved = _saved_keys(folder)
+    if ema is not None and 'ema' not in saved:
+        warnings.warn(f'{folder} has no EMA; the EMA restarts from the current weights'); ema = None
+    if optimizer is not None and 'optim' not in saved: raise KeyError(f'{folder} has no optimizer state: resume from another checkpoint')
+    sd = resume_state_dict(model, optimizer, ema)
+    dcp.load(sd, storage_reader=SafeFileSystemReader(folder), planner=SafeLoadPlanner(), process_group=checkpoint_group(),
+             no_dist=not _dist_on())
+    if optimizer is None: set_model_state_dict(model, sd['model'])
+    else: set_state_dict(model, optimizer, model_state_dict=sd['model'], optim_state_dict=sd['optim'])
+    if scheduler is not None and ckpt.state.get('scheduler') is not None: scheduler.load_state_dict(ckpt.state['scheduler'])
+
+def read_dcp(folder: str|Path, # a DCP checkpoint folder (`iter_N_dcp/`)
+             keys: set[str]|None=None) -> dict: # top-level entries to read, e.g. {'model', 'ema'} (None: all)
+    "A DCP folder's full tensors, read in this one process (no job needed)."
+    sd = {}
+    _load_state_dict(sd, storage_reader=SafeFileSystemReader(folder), planner=_SafeEmptyPlanner(keys=keys), no_dist=True)
+    return sd
+
+def consolidate_checkpoint(info: CheckpointInfo) -> CheckpointInfo: # a complete checkpoint
+    "Write upstream's `iter_N_reg_model.pt` (and `_ema_model.pt`) next to a DCP checkpoint that lacks them; returns it with them listed."
+    if not info.has(DCP) or info.has(REG_MODEL): return info
+    folder = info.path(DCP)
+    sd = read_dcp(folder, {'model', 'ema'} & _saved_keys(folder))
+    reg = info.state.get('reg_dtype')
+    files = upstream_model_files(sd['model'], sd.get('ema'), None if reg is None else as_dtype(reg))
+    for kind, obj in files.items(): atomic_torch_save(obj, info.dir/file_name(info.iteration, kind))
+    state = {**info.state, 'files': {**info.state['files'], **{k: file_name(info.iteration, k) for k in files}}}
+    atomic_torch_save(state, info.dir/checkpoint_name(info.iteration))     # the manifest now lists them too
+    return CheckpointInfo(info.dir, info.iteration, state)
+
+# %% ../nbs/10_checkpoint.ipynb #eab38815
+def checkpoint_settings(format: str='auto', # 'auto', 'dcp' or 'pt' (`checkpoint.format`)
+                        async_save: bool|None=None, # None: on with dcp (`checkpoint.async_save`)
+                        consolidated: str='end', # 'end' or 'every' (`checkpoint.consolidated`)
+                        data_parallel: str='fsdp', # `parallel.data_parallel`
+                        lora: bool=False) -> tuple[str, bool, str]:
+    "`(format, async_save, consolidated)` of a run: 'auto' is DCP written asynchronously for FSDP, the single-file `pt` for DDP (LoRA)."
+    fmt = format if format != 'auto' else ('dcp' if data_parallel == 'fsdp' and not lora else 'pt')
+    if fmt not in FORMATS: raise ValueError(f"checkpoint.format={format!r}: use auto, {', '.join(FORMATS)}")
+    if lora and fmt == 'dcp':
+        raise ValueError('checkpoint.format=dcp: LoRA runs save upstream\'s iter_N_model.pt, which holds their whole state; use checkpoint.format=pt (or auto)')
+    asy = fmt == 'dcp' if async_save is None else async_save
+    if asy and fmt != 'dcp': raise ValueError('checkpoint.async_save=true needs checkpoint.format=dcp: set checkpoint.async_save=false')
+    if consolidated not in ('end', 'every'): raise ValueError(f"checkpoint.consolidated={consolidated!r}: use end or every")
+    return fmt, asy, consolidated if fmt == 'dcp' else 'every'      # pt files are upstream's files: written at every save
+
+# %% ../nbs/10_checkpoint.ipynb #e8970a00
+def data_position(epoch: int, batch_in_epoch: int, # micro-batches this rank has drawn in the epoch
+                  batch_size: int, world_size: int) -> dict:
+    "The data position a checkpoint stores: the epoch and the samples of it all ranks together consumed (and the old per-rank form)."
+    return dict(epoch=epoch, samples_in_epoch=batch_in_epoch * batch_size * world_size, batch_in_epoch=batch_in_epoch, batch_size=batch_size)
+
+def resume_position(state: dict, # a checkpoint's trainer state (`iter_N.pt`)
+                    batch_size: int, world_size: int) -> tuple[int, int, int]: # this job's per-rank batch size and ranks
+    "`(epoch, batch_in_epoch, skip)` for this job: `skip` is how many of its own sampler entries each rank passes over."
+    epoch, per_step = state.get('epoch', 0), batch_size * world_size
+    done = state.get('samples_in_epoch')
+    if done is None:     # checkpoints before issue 22 stored micro-batches per rank
+        done = state.get('batch_in_epoch', 0) * state.get('batch_size', batch_size) * state.get('world_size', world_size)
+    batches = done // per_step
+    if batches * per_step != done:
+        warnings.warn(f'the checkpoint is {done} samples into epoch {epoch}, not a multiple of this job\'s {per_step} samples per '
+                      f'micro-batch ({batch_size} x {world_size} ranks): it continues at sample {batches * per_step}, so '
+                      f'{done - batches * per_step} samples are seen twice')
+    return epoch, batches, batches * batch_size
