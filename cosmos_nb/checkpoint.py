@@ -389,6 +389,12 @@ def _already_written(path: Path):
     if not path.exists(): raise FileNotFoundError(f'{path} should have been written before the manifest')
 
 # %% ../nbs/10_checkpoint.ipynb #67d1a4f6
+def _why(error: BaseException) -> str:
+    "One line on why a save failed: DCP's `CheckpointException` names each failed rank's own exception."
+    failures = getattr(error, 'failures', None)
+    if failures: return '; '.join(f'rank {r}: {type(e[0]).__name__}: {e[0]}' for r, e in sorted(failures.items()))
+    return f'{type(error).__name__}: {str(error)[:500]}'
+
 class Checkpointer:
     "Writes a run's checkpoints in one format; with `async_save` the DCP files are written in the background (one save in flight)."
     def __init__(self, ckpt_dir: str|Path, # the run's checkpoints/ folder
@@ -438,7 +444,7 @@ class Checkpointer:
             try:
                 dcp.save(sd, **kw)
                 if rank0: commit()
-            except Exception as e: error = e
+            except BaseException as e: error = e                          # DCP's CheckpointException is a BaseException
             self._agree(iteration, error)
             return
         done = Future()
@@ -459,7 +465,7 @@ class Checkpointer:
         if failed.item():
             latest = self.dir/LATEST_FILE
             prev = latest.read_text().strip() if latest.is_file() else 'no checkpoint'
-            why = f'{type(error).__name__}: {str(error)[:500]}' if error is not None else 'it failed on another rank'
+            why = _why(error) if error is not None else 'it failed on another rank'
             raise CheckpointWriteError(f'checkpoint {iteration} could not be written to {self.dir} ({why}); {LATEST_FILE} still names '
                                        f'{prev}. Free disk space or fix the folder, then resume with trainer.resume=auto') from error
 
@@ -470,7 +476,7 @@ class Checkpointer:
         self.pending = None
         error = None
         try: done.result()
-        except Exception as e: error = e
+        except BaseException as e: error = e
         self._agree(iteration, error)
         return iteration
 
@@ -480,7 +486,7 @@ class Checkpointer:
         iteration, done = self.pending
         self.pending = None
         try: done.result()
-        except Exception as e: warnings.warn(f'checkpoint {iteration} in {self.dir} was not written ({type(e).__name__}: {e})')
+        except BaseException as e: warnings.warn(f'checkpoint {iteration} in {self.dir} was not written ({type(e).__name__}: {e})')
 
 # %% ../nbs/10_checkpoint.ipynb #5b57d3df
 def _saved_keys(folder: Path) -> set[str]:

@@ -5,8 +5,12 @@
 It replaces `cosmos_nb.checkpoint.write_checkpoint_file` (the function `write_checkpoint` writes every file with) by one
 that, for the second file of checkpoint ITERATION, writes half its bytes to the hidden temp file, flushes them to disk and
 sleeps SECONDS before writing the rest: a SIGKILL then leaves a complete first file, a partial temp file and no manifest.
+For sharded (DCP) checkpoints it also replaces `cosmos_nb.checkpoint.dcp_writer`: the save of checkpoint ITERATION stalls
+after every rank has written its shard into the temp folder `.iter_N_dcp.tmp/`, before rank 0 writes DCP's `.metadata`
+(it puts a file `PAUSED` into that folder first); with an asynchronous save, training goes on meanwhile.
 Works under torchrun too (`torchrun ... tests/pause_checkpoint.py 9 120 cosmos_nb.train -- ...`): only rank 0 writes."""
-import io, os, runpy, sys, time
+import io, os, re, runpy, sys, time
+from pathlib import Path
 
 import torch
 
@@ -28,6 +32,20 @@ def install(iteration: int, seconds: float):
             time.sleep(seconds)
             f.write(data[len(data) // 2:])
     ck.write_checkpoint_file = paused
+
+    real_writer = ck.dcp_writer
+    def paused_writer(folder):
+        w = real_writer(folder)
+        m = re.fullmatch(r'\.iter_(\d{9})_dcp\.tmp', Path(folder).name)
+        if not m or int(m[1]) != iteration: return w
+        finish = w.finish
+        def stalled(metadata, results):     # rank 0, once every rank's shard is written
+            (Path(folder)/'PAUSED').write_text('')
+            time.sleep(seconds)
+            return finish(metadata, results)
+        w.finish = stalled
+        return w
+    ck.dcp_writer = paused_writer
 
 
 if __name__ == '__main__':
