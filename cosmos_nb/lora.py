@@ -6,7 +6,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/lora.html.md"""
 
 # %% ../nbs/09_lora.ipynb #60f12b6e
 from __future__ import annotations
-import io, json, re
+import io, json, math, re, warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,11 +24,12 @@ from .experiments import LoRAConfig
 from .diffusers_format import cosmos_module_name, diffusers_module_name, save_safetensors
 
 # %% auto #0
-__all__ = ['ADAPTER', 'PEFT_CONFIG_FILE', 'PEFT_WEIGHTS_FILE', 'PEFT_PREFIX', 'dit_of', 'lora_target_modules', 'lora_layers',
-           'is_lora_param', 'apply_lora', 'model_lora_config', 'peft_to_upstream_key', 'upstream_to_peft_key',
-           'lora_state_dict', 'save_lora_adapter', 'read_lora_checkpoint', 'infer_lora_config', 'load_lora_adapter',
-           'save_peft_adapter', 'read_peft_adapter', 'upstream_lora_state_dict', 'upstream_lora_checkpoint',
-           'load_lora_checkpoint', 'merge_lora', 'parse_lora_spec', 'merge_lora_adapters']
+__all__ = ['ADAPTER', 'PEFT_CONFIG_FILE', 'PEFT_WEIGHTS_FILE', 'PEFT_PREFIX', 'DIFFUSERS_LORA_FILE', 'DIFFUSERS_LORA_BIN',
+           'DIFFUSERS_PREFIX', 'dit_of', 'lora_target_modules', 'lora_layers', 'is_lora_param', 'apply_lora',
+           'model_lora_config', 'peft_to_upstream_key', 'upstream_to_peft_key', 'lora_state_dict', 'save_lora_adapter',
+           'read_lora_checkpoint', 'infer_lora_config', 'load_lora_adapter', 'save_peft_adapter', 'read_peft_adapter',
+           'upstream_lora_state_dict', 'upstream_lora_checkpoint', 'load_lora_checkpoint', 'merge_lora',
+           'parse_lora_spec', 'lora_specs', 'merge_lora_adapters', 'add_lora_adapters']
 
 # %% ../nbs/09_lora.ipynb #7974fb79
 ADAPTER = "default"  # peft's adapter name; the only one we use
@@ -236,6 +237,8 @@ def load_lora_adapter(model: nn.Module, # the base DiT (adapters are added to ma
 # %% ../nbs/09_lora.ipynb #8a085a28
 PEFT_CONFIG_FILE, PEFT_WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model"  # PEFT's name of the wrapped model in adapter tensor names
+DIFFUSERS_LORA_FILE, DIFFUSERS_LORA_BIN = "pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin"  # what diffusers' loaders look for
+DIFFUSERS_PREFIX = "transformer"  # diffusers' `load_lora_adapter` default prefix: the pipeline component
 
 def _adapted_module(key: str) -> tuple[str, int]:
     "An upstream LoRA tensor name -> (our module path of the adapted Linear, 0 for A / 1 for B)."
@@ -248,24 +251,29 @@ def save_peft_adapter(source: nn.Module | str | Path | Mapping, # a DiT with ada
                       use_ema: bool | None = None, # for a checkpoint: see `read_lora_checkpoint`
                       scale: float | None = None, # for a checkpoint: the adapters' scale (upstream's files do not store it; None: the file's, else 1)
                      ) -> Path:
-    "Write LoRA adapters in PEFT's layout (`adapter_config.json` + `adapter_model.safetensors`) with diffusers' Cosmos module names."
+    "Write LoRA adapters in PEFT's layout (`adapter_config.json` + `adapter_model.safetensors`) with diffusers' Cosmos module names, and diffusers' `pytorch_lora_weights.*`."
     if isinstance(source, nn.Module): sd, c = lora_state_dict(source), model_lora_config(source)  # collective under FSDP2
     else:
         name = "state dict" if isinstance(source, Mapping) else str(source)
         sd, meta, _ = read_lora_checkpoint(source, use_ema)
         sd = {k: v for k, v in sd.items() if _UPSTREAM_LORA_KEY.search(k)}
         c = infer_lora_config(sd, meta.get("scale", 1.0) if scale is None else scale, name)
-    tensors, targets = {}, set()
+    tensors, targets = {}, set()          # "<module>.lora_A.weight" (no prefix) -> tensor
     for k, v in sd.items():
         module, i = _adapted_module(k)
         targets.add(target := diffusers_module_name(module))
-        tensors[f"{PEFT_PREFIX}.{target}.lora_{'AB'[i]}.weight"] = v
+        tensors[f"{target}.lora_{'AB'[i]}.weight"] = v
     peft_cfg = LoraConfig(r=c.rank, lora_alpha=c.rank * c.scale, target_modules=sorted(targets), lora_dropout=0.0, bias="none")
     d = {k: sorted(v) if isinstance(v, set) else v for k, v in peft_cfg.to_dict().items()}
+    def under(prefix, m): return {f"{prefix}.{k}": v for k, v in m.items()}
+    def meta(prefix): return {"lora_adapter_metadata": json.dumps(under(prefix, d))}   # the LoraConfig diffusers reads (alpha)
     folder = Path(folder)
     if is_main_process():
-        save_safetensors(tensors, folder / PEFT_WEIGHTS_FILE, {"lora_adapter_metadata": json.dumps({f"{PEFT_PREFIX}.{k}": v for k, v in d.items()})})
+        save_safetensors(under(PEFT_PREFIX, tensors), folder / PEFT_WEIGHTS_FILE, meta(PEFT_PREFIX))
         with atomic_write(folder / PEFT_CONFIG_FILE, "w") as f: json.dump(d, f, indent=2, sort_keys=True)
+        save_safetensors(under(DIFFUSERS_PREFIX, tensors), folder / DIFFUSERS_LORA_FILE, meta(DIFFUSERS_PREFIX))
+        folded = {k: v * c.scale if ".lora_B." in k else v for k, v in tensors.items()}   # no alpha in a .bin: scale folded into B
+        atomic_torch_save(under(DIFFUSERS_PREFIX, folded), folder / DIFFUSERS_LORA_BIN)
     return folder
 
 # %% ../nbs/09_lora.ipynb #22c03930
@@ -362,39 +370,95 @@ def merge_lora(model: nn.Module, # the DiT with adapters, or a module holding it
 # %% ../nbs/09_lora.ipynb #82dafc66
 def parse_lora_spec(spec: str | Path, # `PATH` or `PATH:WEIGHT`, e.g. `runs/a/adapter:0.5`
                    ) -> tuple[Path, float]:
-    "`(path, weight)` of a LoRA spec; the weight is 1 when none is given (a `:` followed by no number is part of the path)."
+    "`(path, weight)` of a LoRA spec; the weight is 1 when none is given (a `:` followed by no number is part of the path, and so is any suffix of a path that exists)."
     path, sep, w = str(spec).rpartition(":")
-    if sep and path:
-        try: return Path(path), float(w)
-        except ValueError: pass
+    if sep and path and not Path(spec).exists():
+        try: weight = float(w)
+        except ValueError: return Path(spec), 1.0
+        if not math.isfinite(weight): raise ValueError(f"LoRA {spec}: the weight after ':' must be a finite number, not {w!r}")
+        return Path(path), weight
     return Path(spec), 1.0
 
 
+def lora_specs(value, # None, one spec (`PATH`, `PATH:WEIGHT`, a `(path, weight)` pair) or a list of them
+              ) -> list[tuple]:
+    "The `(path | state dict, weight)` pairs of a LoRA argument, in order; `None` is none."
+    if value is None: return []
+    if isinstance(value, (str, Path, Mapping)) or (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (int, float))):
+        value = [value]
+    out = []
+    for item in value:
+        if isinstance(item, (str, Path)): out.append(parse_lora_spec(item))
+        elif isinstance(item, Mapping): out.append((item, 1.0))
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[1], (int, float)) and not isinstance(item[1], bool):
+            out.append((item[0] if isinstance(item[0], Mapping) else Path(item[0]), float(item[1])))
+        else: raise TypeError(f"a LoRA adapter is PATH, 'PATH:WEIGHT' or (path, weight), not {item!r}")
+    return out
+
+
+def _checked_adapter(item, # `PATH`, `PATH:WEIGHT`, or a (path | state dict, weight) pair
+                     net: VideoExtendDiT, use_ema: bool | None = None) -> tuple[dict, LoRAConfig, float, str]:
+    "`(LoRA tensors, config, weight, source)` of one adapter, refused by name unless every tensor fits `net`'s blocks and projections."
+    (src, weight), = lora_specs(item)
+    source = "state dict" if isinstance(src, Mapping) else str(src)
+    sd, meta, _ = read_lora_checkpoint(src, use_ema)
+    lora = {k: v for k, v in sd.items() if _UPSTREAM_LORA_KEY.search(k)}
+    c = infer_lora_config(lora, meta.get("scale", 1.0), source)   # one rank, blocks 0..N-1, FA and CA x q and v
+    if c.first_nblocks > net.config.num_blocks:
+        raise ValueError(f"{source} adapts blocks 0..{c.first_nblocks - 1} but the DiT has {net.config.num_blocks} blocks: an adapter of another model")
+    for k, A in lora.items():
+        module, i = _adapted_module(k)
+        if i: continue
+        B, W = lora[k.replace("_lora.net.0.", "_lora.net.1.")], net.get_submodule(module)
+        W = (W.get_base_layer() if isinstance(W, LoraLayer) else W).weight
+        if (B.shape[0], A.shape[1]) != tuple(W.shape):
+            raise ValueError(f"{source}: {k} adapts a {A.shape[1]}->{B.shape[0]} projection but the DiT's {module} is "
+                             f"{W.shape[1]}->{W.shape[0]}: an adapter of another model size")
+    return lora, c, weight, source
+
+
 def merge_lora_adapters(model: nn.Module, # a DiT without LoRA layers (or a module holding it at `.net`); not sharded
-                        adapters: list, # `PATH`, `PATH:WEIGHT`, or (path | state dict, weight) items
+                        adapters: list, # `PATH`, `PATH:WEIGHT`, or (path | state dict, weight) items (see `lora_specs`)
                         use_ema: bool | None = None, # see `read_lora_checkpoint`
                        ) -> list[LoRAConfig]:
     "Fold several adapters into the base weights, each with its weight (`W += Σ wᵢ·scaleᵢ·Bᵢ Aᵢ`, summed in fp32); returns their configs."
     net = dit_of(model)
     if lora_layers(net): raise ValueError("merge_lora_adapters: the model already has LoRA layers; merge_lora() it first or start from the base")
-    params, deltas, configs = dict(net.named_parameters()), {}, []
-    for item in adapters:
-        src, weight = parse_lora_spec(item) if isinstance(item, (str, Path)) else item
-        source = "state dict" if isinstance(src, Mapping) else str(src)
-        sd, meta, _ = read_lora_checkpoint(src, use_ema)
-        lora = {k: v for k, v in sd.items() if _UPSTREAM_LORA_KEY.search(k)}
-        c = infer_lora_config(lora, meta.get("scale", 1.0), source)
-        if c.first_nblocks > net.config.num_blocks:
-            raise ValueError(f"{source} adapts blocks 0..{c.first_nblocks - 1} but the DiT has {net.config.num_blocks} blocks: an adapter of another model")
+    checked = [_checked_adapter(item, net, use_ema) for item in lora_specs(adapters)]   # every file checked before any weight changes
+    params, deltas = dict(net.named_parameters()), {}
+    for lora, c, weight, _ in checked:
         for k, A in lora.items():
             module, i = _adapted_module(k)
             if i: continue
-            B, W = lora[k.replace("_lora.net.0.", "_lora.net.1.")], params[f"{module}.weight"]
-            if (B.shape[0], A.shape[1]) != tuple(W.shape):
-                raise ValueError(f"{source}: {k} adapts a {A.shape[1]}->{B.shape[0]} projection but the DiT's {module} is "
-                                 f"{W.shape[1]}->{W.shape[0]}: an adapter of another model size")
+            B = lora[k.replace("_lora.net.0.", "_lora.net.1.")]
             deltas[module] = deltas.get(module, 0) + (weight * c.scale) * (B.float() @ A.float())
-        configs.append(c)
     with torch.no_grad():
         for module, d in deltas.items(): (W := params[f"{module}.weight"]).add_(d.to(W.dtype))
-    return configs
+    return [c for _, c, _, _ in checked]
+
+# %% ../nbs/09_lora.ipynb #3d864145
+def add_lora_adapters(model: nn.Module, # the DiT (or a module holding it at `.net`), with or without LoRA layers; not sharded
+                      adapters: list, # `PATH`, `PATH:WEIGHT`, or (path | state dict, weight) items (see `lora_specs`)
+                      use_ema: bool | None = None, # see `read_lora_checkpoint`
+                     ) -> list[str]:
+    "Add each adapter as its own peft adapter `lora{i}` (scaling `wᵢ·scaleᵢ`), all active with any already there; returns their names."
+    net = dit_of(model)
+    checked = [_checked_adapter(item, net, use_ema) for item in lora_specs(adapters)]   # every file checked before the model changes
+    have = {n for layer in lora_layers(net).values() for n in layer.lora_A}
+    names = [n for n in (f"lora{i}" for i in range(len(have) + len(checked))) if n not in have][:len(checked)]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")     # peft's note that the model now holds several adapters
+        for name, (lora, c, weight, _) in zip(names, checked):
+            peft_cfg = LoraConfig(r=c.rank, lora_alpha=c.rank * c.scale, lora_dropout=0.0, bias="none", init_lora_weights=False,
+                                  target_modules=lora_target_modules(net, c.first_nblocks))
+            inject_adapter_in_model(peft_cfg, net, adapter_name=name)
+            with torch.no_grad():
+                for k, v in lora.items():
+                    module, i = _adapted_module(k)
+                    layer = net.get_submodule(module)
+                    (layer.lora_A if i == 0 else layer.lora_B)[name].weight.copy_(v)
+                    layer.scaling[name] = weight * c.scale      # y = W x + Σ wᵢ·scaleᵢ·Bᵢ(Aᵢ x)
+    active = sorted(have) + names
+    for layer in lora_layers(net).values(): layer.set_adapter([n for n in active if n in layer.lora_A])
+    net.requires_grad_(False)
+    return names

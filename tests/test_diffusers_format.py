@@ -194,12 +194,14 @@ def test_lora_through_diffusers_and_peft_equals_ours(tmp_path):
     x, c_noise, ctx, cond, pad = inputs()
     with torch.no_grad(): ours = net(x, c_noise, ctx, fps=16, padding_mask=pad, condition_video_input_mask=cond)
 
-    transformer = CosmosTransformer3DModel.from_pretrained(base_folder).eval()
-    transformer.load_lora_adapter(adapter, prefix="base_model.model", use_safetensors=True)
-    assert transformer.peft_config["default_0"].lora_alpha / transformer.peft_config["default_0"].r == 0.5
-    set_qk_eps(transformer, net.config.norm_eps)
-    with torch.no_grad(): via_diffusers = diffusers_forward(transformer, x, c_noise, ctx, cond, pad, 16)
-    torch.testing.assert_close(via_diffusers, ours, rtol=1e-5, atol=1e-5)
+    for how in ({}, {"use_safetensors": True}):          # the plain call reads pytorch_lora_weights.bin; this one the .safetensors
+        transformer = CosmosTransformer3DModel.from_pretrained(base_folder).eval()
+        transformer.load_lora_adapter(adapter, **how)                            # diffusers' default prefix, no weight_name
+        c = transformer.peft_config["default_0"]
+        assert (c.r, c.lora_alpha) == ((4, 2.0) if how else (4, 4))              # the .bin has no header: alpha = r, scale in B
+        set_qk_eps(transformer, net.config.norm_eps)
+        with torch.no_grad(): via_diffusers = diffusers_forward(transformer, x, c_noise, ctx, cond, pad, 16)
+        torch.testing.assert_close(via_diffusers, ours, rtol=1e-5, atol=1e-5)
 
     plain = CosmosTransformer3DModel.from_pretrained(base_folder).eval()
     set_qk_eps(plain, net.config.norm_eps)
