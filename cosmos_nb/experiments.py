@@ -113,6 +113,11 @@ class CheckpointConfig:
     strict: bool = True                        # official checkpoints must load with strict key matching
     save_iter: int = 200
     keep_last: int = 0                         # keep only the newest K checkpoints (0: keep all)
+    format: Literal['auto', 'dcp', 'pt'] = 'auto'   # resume state: 'dcp' sharded (torch.distributed.checkpoint; every rank writes its part, resumes on any GPU count), 'pt' rank 0 writes upstream's files; 'auto': dcp for FSDP, pt for DDP/LoRA (cosmos_nb.checkpoint.checkpoint_settings)
+    async_save: bool|None = None               # dcp: write in the background while training goes on (None: on with dcp)
+    consolidated: Literal['end', 'every'] = 'end'   # dcp: upstream's iter_N_reg_model.pt / _ema_model.pt at the last save only, or at every save (`cosmos-nb export-checkpoint` makes them from any checkpoint)
+
+    def __post_init__(self): check_literals(self)
 
 # %% ../nbs/08_experiments.ipynb #f3deb242
 @dataclass

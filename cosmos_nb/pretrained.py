@@ -13,7 +13,8 @@ import torch
 from .config import atomic_write, atomic_torch_save, load_settings
 from .download import HubError, hub_snapshot
 from .experiments import ExperimentConfig, get_experiment, list_experiments
-from .checkpoint import EMA_MODEL, MODEL, REG_MODEL, find_resume_checkpoint, list_checkpoints, load_file, read_checkpoint
+from .checkpoint import (DCP, EMA_MODEL, MODEL, REG_MODEL, consolidate_checkpoint, find_resume_checkpoint, list_checkpoints,
+                                  load_file, read_checkpoint)
 from .lora import apply_lora, infer_lora_config, load_lora_checkpoint, merge_lora, read_lora_checkpoint, save_peft_adapter
 from .dit import DiTConfig, VideoExtendDiT, dit_state_dict_for_upstream, read_dit_checkpoint
 from .diffusers_format import save_diffusers_transformer
@@ -295,6 +296,7 @@ def export_checkpoint(run: str|Path, # run folder (or its checkpoints/), or an e
         have = list_checkpoints(ck_dir)
         raise ExportError(f'{ck_dir}: no complete checkpoint' + (f' for iteration {iteration}' if iteration is not None else '')
                           + (f'; complete ones: {have}' if have else ' (has the run saved one yet?)'))
+    if info.has(DCP): info = consolidate_checkpoint(info)   # a sharded checkpoint: upstream's files written next to it first
     lora = info.has(MODEL)
     if format == 'peft' and not lora:
         raise ExportError(f'checkpoint {info.iteration} of {run_dir} is a full fine-tune: --format peft writes LoRA adapters; use --format diffusers')

@@ -38,9 +38,9 @@ from .experiments import (ExperimentConfig, UnknownExperimentError, _dataset_fix
 from .tokenizer import TokenizerLoadError, _weight_files, make_tokenizer
 from .video import read_video, write_video
 from .latent_cache import LatentCacheDataset
-from .checkpoint import (LATEST_FILE, CheckpointInfo, find_resume_checkpoint, list_checkpoints, load_file,
-                                  load_full_model_state_dict, load_training_checkpoint, parse_checkpoint_name, read_checkpoint,
-                                  remove_partial_files, save_training_checkpoint)
+from .checkpoint import (LATEST_FILE, CheckpointInfo, Checkpointer, checkpoint_settings, data_position, find_resume_checkpoint,
+                                  list_checkpoints, load_file, load_full_model_state_dict, load_training_checkpoint,
+                                  parse_checkpoint_name, read_checkpoint, remove_partial_files, resume_position)
 
 # %% auto #0
 __all__ = ['LOGGERS', 'LOGGER_PACKAGES', 'UPSTREAM_CONFIG', 'TINY_CPU_TRY', 'LambdaLinear', 'make_scheduler', 'power_ema_gamma',
@@ -444,6 +444,9 @@ class Trainer:
         settings = settings or load_settings()
         self.run_dir, self.ckpt_dir = cfg.run_dir(settings), cfg.checkpoint_dir(settings)
         ckpt = _find_checkpoint(cfg, self.ckpt_dir)
+        c = cfg.checkpoint                                        # how checkpoints are written (a bad setting fails before any model)
+        fmt, asy, self.consolidated = checkpoint_settings(c.format, c.async_save, c.consolidated, cfg.parallel.data_parallel, cfg.lora.enabled)
+        self.checkpointer = Checkpointer(self.ckpt_dir, fmt, asy, c.keep_last)
         if env.device.type == 'cuda':
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
@@ -469,10 +472,12 @@ class Trainer:
         if ckpt is not None:
             state = load_training_checkpoint(ckpt, self.model, self.optimizer, self.scheduler, self.ema)
             self.iteration = self.start = ckpt.iteration
-            self.epoch, self.batch_in_epoch = state.get('epoch', 0), state.get('batch_in_epoch', 0)
-            if state.get('world_size', env.world_size) != env.world_size and env.is_main:
-                warnings.warn(f'resuming a run of {state["world_size"]} ranks on {env.world_size}: the data order changes')
-            self.loader.sampler.skip = self.batch_in_epoch * d.batch_size
+            # the position is in samples of the epoch, so another number of ranks continues the same order (cosmos_nb.checkpoint)
+            self.epoch, self.batch_in_epoch, self.loader.sampler.skip = resume_position(state, d.batch_size, env.world_size)
+            if state.get('world_size', env.world_size) != env.world_size:    # per-rank generators cannot carry over: fresh streams, not iteration 0's
+                seed_everything(t.seed + 1_000_003 * self.iteration + env.rank)
+                if env.is_main: warnings.warn(f'resuming a run of {state["world_size"]} ranks on {env.world_size}: the data continues in the same order '
+                                              '(the same batches if data.batch_size x ranks is unchanged); the noise draws differ from an uninterrupted run')
         if env.is_main:                                           # written once everything above worked
             with atomic_write(self.run_dir/'config.json', 'w') as f: json.dump(config_to_dict(cfg), f, indent=1)
             if ckpt is not None: remove_partial_files(self.ckpt_dir)
@@ -512,12 +517,13 @@ def step(self: Trainer, batches: list[dict]) -> dict:
 # %% ../nbs/11_train.ipynb #6c01f44f
 @patch
 def save(self: Trainer):
-    "Checkpoint the current iteration (every rank calls it)."
+    "Checkpoint the current iteration (every rank calls it); an asynchronous save returns once the state is staged and training goes on."
     c, env = self.cfg, self.env
-    save_training_checkpoint(self.ckpt_dir, self.iteration, self.model, self.optimizer, self.scheduler, self.ema,
-                             lora=c.lora.enabled, reg_dtype=torch.bfloat16 if env.device.type == 'cuda' else None,
-                             state=dict(epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, experiment=c.job.name),
-                             samples_seen=self.iteration * c.data.batch_size * env.world_size * c.trainer.grad_accum_iter, keep_last=c.checkpoint.keep_last)
+    self.checkpointer.save(self.iteration, self.model, self.optimizer, self.scheduler, self.ema,
+                           state=dict(**data_position(self.epoch, self.batch_in_epoch, c.data.batch_size, env.world_size), experiment=c.job.name),
+                           consolidate=self.consolidated == 'every' or self.iteration == c.trainer.max_iter,   # upstream's files
+                           lora=c.lora.enabled, reg_dtype=torch.bfloat16 if env.device.type == 'cuda' else None,
+                           samples_seen=self.iteration * c.data.batch_size * env.world_size * c.trainer.grad_accum_iter)
 
 @patch
 def sample(self: Trainer):
@@ -543,7 +549,11 @@ def fit(self: Trainer) -> dict:
                 epoch, batch = next(data)
                 if epoch != self.epoch: self.epoch, self.batch_in_epoch = epoch, 0
                 batches.append(batch); self.batch_in_epoch += 1
-            row = self.step(batches)
+            try: row = self.step(batches)
+            except NonFiniteLossError as e:                       # a save may be in flight: let it commit, then name it as the good one
+                self.checkpointer.close()
+                latest = (self.ckpt_dir/LATEST_FILE).read_text().strip() if (self.ckpt_dir/LATEST_FILE).exists() else 'none'
+                raise NonFiniteLossError(re.sub(r'Newest good checkpoint: \S+', f'Newest good checkpoint: {latest}', str(e))) from None
             self.iteration += 1
             now = time.perf_counter(); dt, tick = now - tick, now
             row = dict(**row, sec_per_iter=dt, samples_per_sec=clips_per_step / dt,
@@ -555,7 +565,9 @@ def fit(self: Trainer) -> dict:
             if self.iteration % max(c.checkpoint.save_iter, 1) == 0 or self.iteration == t.max_iter: self.save()
             if t.sample_every and self.iteration % t.sample_every == 0: self.sample()
             tick = time.perf_counter()
+        self.checkpointer.wait()                                  # the last save is committed (or its failure raised on every rank)
     finally:
+        self.checkpointer.close()                                 # on the way out of an error: let a save in flight finish
         for lg in self.loggers: lg.close()
     bar.close()
     latest = self.ckpt_dir/LATEST_FILE
