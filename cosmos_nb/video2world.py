@@ -33,7 +33,8 @@ from .offload import place_for_swapping, swap_blocks
 from .fp8 import convert_to_fp8, fp8_unsupported
 from .diffusion import DiffusionConfig, Video2WorldDiffusion, logvar_head
 from .experiments import LoRAConfig
-from .lora import read_lora_checkpoint, load_lora_checkpoint, load_lora_adapter, lora_layers, merge_lora
+from .lora import (read_lora_checkpoint, load_lora_checkpoint, lora_layers, merge_lora, lora_specs, merge_lora_adapters,
+                            add_lora_adapters)
 from .diffusers_format import find_diffusers_transformer, read_diffusers_transformer
 
 # %% auto #0
@@ -67,7 +68,7 @@ class ModelFiles:
     dit: Path                 # the DiT's model.pt (base, post-trained, or base+LoRA)
     tokenizer: Path           # the tokenizer folder (weights + mean_std.pt)
     t5: Path                  # the T5 encoder folder (config.json, weights, tokenizer)
-    lora: Path|None = None    # an adapter-only LoRA file applied on top of `dit`
+    lora: tuple = ()          # adapter-only LoRA files / PEFT folders applied on top of `dit`: (path, weight) pairs
 
     def _repr_markdown_(self):
         return '| model | file |\n|---|---|\n' + '\n'.join(f'| {f.name} | `{getattr(self, f.name)}` |' for f in fields(self))
@@ -76,7 +77,7 @@ def find_model_files(checkpoint_dir: str|Path|None=None, # default: settings.ini
                      diffusion_transformer_dir: str=DIT_DIR, # a folder under checkpoint_dir holding model.pt (or a path)
                      tokenizer_dir: str=TOKENIZER_DIR, # a folder under checkpoint_dir (or a path)
                      t5_dir: str=T5_MODEL, # a folder under checkpoint_dir (or a path)
-                     lora_path: str|Path|None=None) -> ModelFiles: # adapter-only LoRA file
+                     lora_path=None) -> ModelFiles: # adapter-only LoRA file(s): `PATH`, `PATH:WEIGHT` or a list (see `lora_specs`)
     "Locate the DiT, tokenizer and T5 weights; raise `MissingCheckpointError` naming the first missing one and the fix."
     ck = Path(checkpoint_dir or load_settings().checkpoint_dir)
     get = _download_hint(ck, diffusion_transformer_dir)
@@ -101,10 +102,12 @@ def find_model_files(checkpoint_dir: str|Path|None=None, # default: settings.ini
     t5 = Path(resolve_t5(str(t5_dir), ck))
     if not (t5/'config.json').is_file():
         raise MissingCheckpointError(f'the T5 text encoder is not in {ck/t5_dir} (no config.json): get it with `{get}`')
-    if lora_path is not None and not Path(lora_path).exists():
-        raise MissingCheckpointError(f'LoRA file {lora_path} does not exist: save one with cosmos_nb.lora.save_lora_adapter (or save_peft_adapter), '
-                                     'or pass the iter_N_model.pt of a LoRA run')
-    return ModelFiles(ck, dit, tok, t5, None if lora_path is None else Path(lora_path))
+    loras = tuple(lora_specs(lora_path))
+    for p, _ in loras:
+        if not p.exists():
+            raise MissingCheckpointError(f'LoRA file {p} does not exist: save one with cosmos_nb.lora.save_lora_adapter (or save_peft_adapter), '
+                                         'or pass the iter_N_model.pt of a LoRA run')
+    return ModelFiles(ck, dit, tok, t5, loras)
 
 # %% ../nbs/13_video2world.ipynb #a7a10226
 class Video2WorldInputError(ValueError):
@@ -222,9 +225,9 @@ def guardrail_video(video: torch.Tensor, # uint8 T×3×H×W
 # %% ../nbs/13_video2world.ipynb #6dbb0905
 def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or base+LoRA; or a diffusers transformer folder
                          config: DiTConfig|None=None, # default: `read_model_config` of its folder
-                         lora_path: str|Path|None=None, # adapter-only file to apply on top
+                         lora_path=None, # adapter-only file(s) on top: `PATH`, `PATH:WEIGHT`, or a list (see `lora_specs`)
                          device='cpu', dtype: torch.dtype=torch.bfloat16,
-                         merge: bool=True, # fold LoRA adapters into the weights
+                         merge: bool=True, # fold LoRA adapters into the weights (False: keep them as peft adapters)
                          verbose: bool=True) -> VideoExtendDiT:
     "Build the DiT for `path` and load it strictly (LoRA found by its keys, or from `lora_path`); eval mode, no grads."
     path = Path(path)
@@ -241,10 +244,12 @@ def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or 
     has_lora = any('_lora.net.' in k for k in sd)
     rep = load_lora_checkpoint(net, sd, strict=True) if has_lora else load_dit_checkpoint(net, sd, strict=True)
     if has_lora: notes.append('base + LoRA weights' + (' (EMA adapters)' if used_ema else ''))
-    if lora_path is not None:
-        c = load_lora_adapter(net, lora_path)
-        notes.append(f'LoRA adapter {lora_path} (blocks 0..{c.first_nblocks - 1}, rank {c.rank}, scale {c.scale})')
-    if merge and lora_layers(net): merge_lora(net)
+    if merge and has_lora: merge_lora(net)                           # the file's own adapters first: W += scale·B A
+    if specs := lora_specs(lora_path):
+        configs = (merge_lora_adapters if merge else add_lora_adapters)(net, specs)
+        if merge: notes += [f'LoRA adapter {p} x {w} (blocks 0..{c.first_nblocks - 1}, rank {c.rank}, scale {c.scale})'
+                            for (p, w), c in zip(specs, configs)]
+        else: notes.append(f'LoRA adapters {", ".join(f"{p} x {w}" for p, w in specs)} kept unmerged as {", ".join(configs)}')
     if verbose: print(f'{path}: {len(rep.loaded)} tensors' + ''.join(f'; {n}' for n in notes))
     return net.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
@@ -276,12 +281,19 @@ def _flags(cls) -> list:
     return [(f, hints[f.name], f'--no_{f.name}' if hints[f.name] is bool and f.default is True else f'--{f.name}')
             for f in fields(cls) if 'help' in f.metadata]
 
+def _repeated(tp) -> bool:
+    "True for `tuple[X, ...]`: a flag given once per value."
+    return typing.get_origin(tp) is tuple
+
 def add_option_flags(parser, # an `argparse.ArgumentParser` or one of its argument groups
                      cls): # a dataclass whose fields were made with `option`
-    "Add one flag per `option` field of `cls`: bool → switch, Literal → choices, int/float → typed, anything else → a string."
+    "Add one flag per `option` field of `cls`: bool → switch, Literal → choices, int/float → typed, tuple → repeatable, anything else → a string."
     for f, tp, flag in _flags(cls):
         kw = dict(help=f.metadata['help'].replace('%', '%%'))           # argparse reads % as a format
+        if 'metavar' in f.metadata: kw['metavar'] = f.metadata['metavar']
         if tp is bool: parser.add_argument(flag, action='store_true', **kw); continue
+        if _repeated(tp):                                               # None when absent: argparse would append to a default list
+            parser.add_argument(flag, action='append', default=None, **{**kw, 'help': kw['help'] + '; repeat the flag for several'}); continue
         kw['default'] = f.metadata.get('cli_default', f.default)
         if (allowed := _literal_choices(tp)) is not None: kw['choices'] = [a for a in allowed if a is not None]
         elif (base := [a for a in typing.get_args(tp) if a is not type(None)] or [tp])[0] in (int, float): kw['type'] = base[0]
@@ -294,6 +306,7 @@ def options_from_args(cls, # the dataclass `add_option_flags` made flags from
     kw = {}
     for f, tp, flag in _flags(cls):
         v = getattr(args, flag[2:])
+        if _repeated(tp): v = f.default if v is None else tuple(v)
         kw[f.name] = not v if flag.startswith('--no_') else v
     return cls(**kw)
 
@@ -311,8 +324,11 @@ class PipelineOptions:
                                             f'{POST_TRAINED_LORA} variant (see cosmos-nb export-checkpoint), a 14B folder, a diffusers transformer folder, or a path')
     tokenizer_dir: str = option(TOKENIZER_DIR, 'tokenizer folder under checkpoint_dir (upstream ignores this flag; we use it)')
     t5_dir: str = option(T5_MODEL, 'T5 encoder folder under checkpoint_dir')
-    lora_path: str|Path|None = option(None, "adapter-only LoRA file or PEFT folder (cosmos_nb.lora.save_lora_adapter / save_peft_adapter, or a LoRA run's "
-                                            'iter_N_model.pt) applied on top of the DiT')
+    lora_path: tuple[str, ...] = option((), "adapter-only LoRA file or PEFT folder (cosmos_nb.lora.save_lora_adapter / save_peft_adapter, or a "
+                                        "LoRA run's iter_N_model.pt) applied on top of the DiT; PATH:WEIGHT scales it (default weight 1)",
+                                        metavar='PATH[:WEIGHT]')   # in Python also one str/Path, or (path, weight) pairs
+    lora_unmerged: bool = option(False, 'keep the LoRA adapters as separate peft adapters, each scaled by its weight, instead of '
+                                        'merging them into the DiT weights (the same video to float rounding; slower)')
     disable_prompt_upsampler: bool = option(False, 'do not let the prompt upsampler (Pixtral-12B) rewrite the prompt from the last input frame')
     prompt_upsampler_dir: str = option('Pixtral-12B', 'prompt upsampler folder under checkpoint_dir')
     disable_guardrail: bool = option(False, 'skip the guardrails: the text check (blocklist + LlamaGuard-7b) and the video check '
@@ -335,6 +351,8 @@ class PipelineOptions:
     def __post_init__(self):
         if isinstance(self.device, torch.device): self.device = str(self.device)
         if isinstance(self.dtype, torch.dtype): self.dtype = str(self.dtype).removeprefix('torch.')
+        try: self.lora_path = tuple(str(p) if w == 1 else f'{p}:{w}' for p, w in lora_specs(self.lora_path))   # 'PATH[:WEIGHT]' strings
+        except (TypeError, ValueError) as e: raise Video2WorldInputError(f'PipelineOptions.lora_path: {e}') from None
         check_literals(self)
         if self.device is not None and not re.fullmatch(r'cpu|cuda(:\d+)?', self.device):
             raise Video2WorldInputError(f"PipelineOptions.device={self.device!r}: choose 'cuda', 'cuda:N' (a GPU's index) or 'cpu'")
@@ -388,7 +406,7 @@ class Video2WorldPipeline:
             raise TypeError(f'Video2WorldPipeline takes a PipelineOptions, not a {type(options).__name__}: write '
                             f'Video2WorldPipeline(checkpoint_dir={options!r}, ...) or Video2WorldPipeline(PipelineOptions({options!r}, ...))')
         self.options = o = replace(options or PipelineOptions(), **overrides)       # a copy: the caller's options never change
-        self.files = find_model_files(o.checkpoint_dir, o.diffusion_transformer_dir, o.tokenizer_dir, o.t5_dir, o.lora_path)
+        self.files = find_model_files(o.checkpoint_dir, o.diffusion_transformer_dir, o.tokenizer_dir, o.t5_dir, list(o.lora_path))
         self.device = torch.device(o.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise Video2WorldInputError('--device cuda: no CUDA GPU is visible here; use --device cpu (slow) or run on a GPU machine')
@@ -430,9 +448,11 @@ def _diffusion_model(self: Video2WorldPipeline) -> Video2WorldDiffusion:
     "The DiT and the tokenizer inside `Video2WorldDiffusion` (loaded on first use)."
     if self._model is None:
         f, o = self.files, self.options
-        try: net = load_video2world_dit(f.dit, lora_path=f.lora, device='cpu' if o.offload_diffusion_transformer or o.swap_blocks else self.device, dtype=self.dtype)
+        try: net = load_video2world_dit(f.dit, lora_path=list(f.lora), merge=not o.lora_unmerged,
+                                        device='cpu' if o.offload_diffusion_transformer or o.swap_blocks else self.device, dtype=self.dtype)
         except ValueError as e:
-            raise CheckpointLoadError(f'{f.dit}{" + " + str(f.lora) if f.lora else ""} cannot be loaded: {e}\nIf this is a model of '
+            adapters = ''.join(f' + {p}' for p, _ in f.lora)
+            raise CheckpointLoadError(f'{f.dit}{adapters} cannot be loaded: {e}\nIf this is a model of '
                                       f'another size, put the config.json its run wrote beside it (cosmos-nb export-checkpoint does).') from e
         if self.options.fp8: _to_fp8(net, self.device)                                  # after any LoRA is merged into the weights
         parallelize(net, ParallelConfig(activation_checkpointing='none', compile=self.options.compile,   # --num_gpus N: tokens split over ranks

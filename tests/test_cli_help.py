@@ -56,3 +56,14 @@ def test_video2world_device_default_said_once(capsys, monkeypatch):
     line = next(l for l in out.splitlines() if l.lstrip().startswith('--device'))
     assert line.rstrip().endswith('cuda, cuda:1 or cpu (default: cuda when available)'), line
     assert '(default: 35)' in out                                      # the other flags still show their defaults
+
+
+def test_video2world_lora_path_is_repeatable_and_says_so(capsys, monkeypatch):
+    out = help_text('video2world', capsys, monkeypatch)
+    flat = ' '.join(out.split())
+    assert "--lora_path PATH[:WEIGHT] adapter-only LoRA file or PEFT folder" in flat
+    assert 'PATH:WEIGHT scales it (default weight 1); repeat the flag for several --lora_unmerged' in flat   # its default said once
+    assert '--lora_unmerged' in out
+    p = parser_of('video2world', monkeypatch)
+    act = next(a for a in p._actions if '--lora_path' in a.option_strings)
+    assert isinstance(act, argparse._AppendAction) and act.default is None       # given once per adapter, nothing appended to a default

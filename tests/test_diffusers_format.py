@@ -352,7 +352,7 @@ def test_video2world_takes_a_peft_adapter_folder_as_lora_path(ck, tmp_path):
     base = load_video2world_dit(ck / DIT_DIR / 'model.pt', dtype=torch.float32, verbose=False)
     trained_lora(base, scale=0.5)
     adapter = save_peft_adapter(base, tmp_path / 'adapter')
-    assert find_model_files(ck, lora_path=adapter).lora == adapter
+    assert find_model_files(ck, lora_path=adapter).lora == ((adapter, 1.0),)
     merged = load_video2world_dit(ck / 'tiny_diffusers', lora_path=adapter, dtype=torch.float32, verbose=False)
     x, c_noise, _, cond, pad = inputs(B=1)
     ctx = torch.randn(1, 7, merged.config.crossattn_emb_channels)

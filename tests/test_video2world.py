@@ -440,6 +440,111 @@ def test_export_lora_run_and_generate_base_plus_lora_and_adapter_only(ck_copy, t
     assert merged[0].read_bytes() == only[0].read_bytes() != base[0].read_bytes()
 
 
+# --- several LoRA adapters, each with its weight (issue 21) ------------------------------------------------------------------
+
+def _adapter(ck, seed: int, first_nblocks: int, rank: int, scale: float, num_blocks: int | None = None):
+    "A DiT with random trained-looking adapters on the tiny checkpoint's base (or on a DiT with another block count)."
+    from cosmos_nb.experiments import LoRAConfig
+    cfg = read_model_config(ck / DIT_DIR)
+    net = VideoExtendDiT(replace(cfg, num_blocks=num_blocks)) if num_blocks else load_video2world_dit(ck / DIT_DIR / 'model.pt', dtype=torch.float32, verbose=False)
+    apply_lora(net, LoRAConfig(enabled=True, first_nblocks=first_nblocks, rank=rank, scale=scale))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if 'lora_' in n: p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return net
+
+
+def _by_hand(ck, out, adapters):
+    "A model.pt folder whose q/v weights are W + sum of w * scale * B @ A over `adapters` [(net, weight)], written from the module weights."
+    sd = torch.load(ck / DIT_DIR / 'model.pt', weights_only=True)
+    delta = {}
+    for net, w in adapters:
+        for name, layer in lora_layers(net).items():
+            A, B = layer.lora_A['default'].weight, layer.lora_B['default'].weight
+            delta[name] = delta.get(name, 0) + (w * layer.scaling['default']) * (B.float() @ A.float())
+    with torch.no_grad():
+        for name, d in delta.items(): sd[f'net.{name}.weight'] = sd[f'net.{name}.weight'] + d
+    out.mkdir(parents=True); torch.save(sd, out / 'model.pt')
+    write_model_config(out, read_model_config(ck / DIT_DIR))
+    return out
+
+
+def test_two_lora_adapters_on_the_command_line_equal_the_merged_sum_made_by_hand(ck_copy, tmp_path, example_media):
+    from cosmos_nb.lora import save_lora_adapter, save_peft_adapter
+    a, b = _adapter(ck_copy, 1, first_nblocks=2, rank=4, scale=1.0), _adapter(ck_copy, 2, first_nblocks=1, rank=2, scale=0.5)
+    save_lora_adapter(a, tmp_path / 'a.pt')                                    # our adapter file ...
+    save_peft_adapter(b, tmp_path / 'b')                                       # ... and a PEFT folder
+    _by_hand(ck_copy, ck_copy / 'by_hand', [(a, 1.0), (b, 0.5)])
+    common = ['--checkpoint_dir', ck_copy, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
+              *SMALL, *QUIET]
+    def video(name, *extra):
+        saved, err = run_cli(*common, '--video_save_folder', tmp_path / name, *extra)
+        assert err is None, err
+        return saved[0].read_bytes()
+    two = video('two', '--lora_path', tmp_path / 'a.pt', '--lora_path', f"{tmp_path / 'b'}:0.5")
+    assert two == video('hand', '--diffusion_transformer_dir', 'by_hand')           # the same mp4, byte for byte
+    assert two != video('full_b', '--lora_path', tmp_path / 'a.pt', '--lora_path', tmp_path / 'b')   # the weight matters
+    assert two != video('a_only', '--lora_path', tmp_path / 'a.pt')                # and so does the second adapter
+
+
+def test_unmerged_adapters_equal_merged_ones(ck, tmp_path, example_media):
+    from cosmos_nb.lora import save_lora_adapter, save_peft_adapter
+    a, b = _adapter(ck, 3, first_nblocks=2, rank=4, scale=2.0), _adapter(ck, 4, first_nblocks=1, rank=2, scale=1.0)
+    save_lora_adapter(a, tmp_path / 'a.pt'); save_peft_adapter(b, tmp_path / 'b')
+    specs = [tmp_path / 'a.pt', (tmp_path / 'b', -0.5)]                        # Python: a (path, weight) pair; weights may be negative
+    merged = load_video2world_dit(ck / DIT_DIR / 'model.pt', lora_path=specs, dtype=torch.float32, verbose=False)
+    kept = load_video2world_dit(ck / DIT_DIR / 'model.pt', lora_path=specs, merge=False, dtype=torch.float32, verbose=False)
+    assert not lora_layers(merged)
+    q0 = lora_layers(kept)['blocks.block0.blocks.0.block.attn.to_q.0']
+    assert q0.active_adapters == ['lora0', 'lora1'] and q0.scaling == {'lora0': 2.0, 'lora1': -0.5}
+    assert torch.equal(q0.lora_A['lora1'].weight, lora_layers(b)['blocks.block0.blocks.0.block.attn.to_q.0'].lora_A['default'].weight)
+    x, ctx = torch.randn(1, 16, 2, 8, 8), torch.randn(1, 5, kept.config.crossattn_emb_channels)
+    with torch.no_grad():
+        ym, yk = (n(x, torch.tensor([0.3]), ctx, fps=24) for n in (merged, kept))
+        base = load_video2world_dit(ck / DIT_DIR / 'model.pt', dtype=torch.float32, verbose=False)(x, torch.tensor([0.3]), ctx, fps=24)
+    torch.testing.assert_close(yk, ym, rtol=1e-5, atol=1e-5)
+    assert (ym - base).abs().max() > 1e-2
+    opts = replace(CPU, checkpoint_dir=ck, lora_path=specs)
+    kw = dict(num_video_frames=9, height=32, width=32, num_steps=2)
+    image = example_media / 'video2world_input0.jpg'
+    pipe = Video2WorldPipeline(opts, lora_unmerged=True)
+    v_kept = pipe.generate(image, 'a red cube', **kw).video
+    assert len(lora_layers(pipe._diffusion_model().net)) == 8                  # FA/CA x q/v x 2 blocks, still peft layers
+    v_merged = Video2WorldPipeline(opts).generate(image, 'a red cube', **kw).video
+    assert (v_kept.int() - v_merged.int()).abs().max() <= 1
+
+
+def test_an_adapter_for_other_blocks_or_ranks_fails_with_the_file_named(ck, tmp_path, example_media):
+    from cosmos_nb.lora import save_lora_adapter
+    save_lora_adapter(_adapter(ck, 5, first_nblocks=3, rank=4, scale=1.0, num_blocks=3), tmp_path / 'three_blocks.pt')
+    save_lora_adapter(_adapter(ck, 6, first_nblocks=2, rank=4, scale=1.0), tmp_path / 'good.pt')
+    obj = torch.load(tmp_path / 'good.pt', weights_only=True)
+    k = 'net.blocks.block1.blocks.1.block.attn.to_v_lora.net.1.weight'
+    obj['lora'][k] = obj['lora'][k][:, :3]                                     # a B of rank 3 beside A of rank 4
+    torch.save(obj, tmp_path / 'mixed_ranks.pt')
+    common = ['--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
+              '--video_save_folder', tmp_path / 'out', *SMALL, *QUIET, '--lora_path', tmp_path / 'good.pt']
+    for unmerged in ([], ['--lora_unmerged']):
+        saved, err = run_cli(*common, '--lora_path', tmp_path / 'three_blocks.pt', *unmerged)
+        assert saved is None and err.startswith('error: ') and f'{tmp_path / "three_blocks.pt"} adapts blocks 0..2 but the DiT has 2 blocks' in err, err
+        saved, err = run_cli(*common, '--lora_path', f"{tmp_path / 'mixed_ranks.pt'}:0.5", *unmerged)
+        assert saved is None and f'{tmp_path / "mixed_ranks.pt"}: LoRA tensors have different ranks [3, 4]' in err, err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_lora_path_flag_is_repeatable_and_takes_weights():
+    p = video2world_parser()
+    a = p.parse_args(['--lora_path', 'a.pt', '--lora_path', 'b:0.5', '--lora_unmerged'])
+    o = options_from_args(PipelineOptions, a)
+    assert (o.lora_path, o.lora_unmerged) == (('a.pt', 'b:0.5'), True)
+    assert options_from_args(PipelineOptions, p.parse_args([])).lora_path == ()
+    assert PipelineOptions(lora_path='a.pt') == PipelineOptions(lora_path=['a.pt']) == PipelineOptions(lora_path=[('a.pt', 1)])
+    assert PipelineOptions(lora_path=Path('x') / 'b.pt').lora_path == (str(Path('x') / 'b.pt'),)
+    with pytest.raises(Video2WorldInputError, match='PipelineOptions.lora_path: .*finite'):
+        PipelineOptions(lora_path='a.pt:inf')
+
+
 # --- download-checkpoints ---------------------------------------------------------------------------------------------------
 
 def _fake_repos(guardrail_gated=True):
