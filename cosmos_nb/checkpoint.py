@@ -437,7 +437,7 @@ class Checkpointer:
                     'reg_dtype': None if reg_dtype is None else str(reg_dtype).removeprefix('torch.')}
         members = {DCP: lambda p: _replace_dir(tmp, p), **{k: _already_written for k in files}}
         commit = lambda: write_checkpoint(self.dir, iteration, members, manifest, self.keep_last)
-        kw = dict(storage_writer=dcp_writer(tmp), process_group=pg, no_dist=pg is None)
+        kw = dict(storage_writer=dcp_writer(tmp), process_group=pg, **({} if pg is not None else {'no_dist': True}))
         sd = resume_state_dict(model, optimizer, ema)
         if not self.async_save:
             error = None
@@ -503,8 +503,9 @@ def load_dcp_checkpoint(ckpt: CheckpointInfo, # a checkpoint with a DCP folder
         warnings.warn(f'{folder} has no EMA; the EMA restarts from the current weights'); ema = None
     if optimizer is not None and 'optim' not in saved: raise KeyError(f'{folder} has no optimizer state: resume from another checkpoint')
     sd = resume_state_dict(model, optimizer, ema)
-    dcp.load(sd, storage_reader=SafeFileSystemReader(folder), planner=SafeLoadPlanner(), process_group=checkpoint_group(),
-             no_dist=not _dist_on())
+    pg = checkpoint_group()
+    dcp.load(sd, storage_reader=SafeFileSystemReader(folder), planner=SafeLoadPlanner(), process_group=pg,
+             **({} if pg is not None else {'no_dist': True}))
     if optimizer is None: set_model_state_dict(model, sd['model'])
     else: set_state_dict(model, optimizer, model_state_dict=sd['model'], optim_state_dict=sd['optim'])
     if scheduler is not None and ckpt.state.get('scheduler') is not None: scheduler.load_state_dict(ckpt.state['scheduler'])

@@ -50,6 +50,12 @@ class EMA:
     def full_state_dict(self):
         full = [s.full_tensor() if isinstance(s, DTensor) else s for s in self.shadow]
         return {n: t.detach().cpu().clone() for n, t in zip(self.names, full)} if rank() == 0 else {}
+    @torch.no_grad()
+    def load_full_state_dict(self, sd):
+        from torch.distributed.tensor import distribute_tensor
+        for n, s in zip(self.names, self.shadow):
+            src = sd[n].to(s.device)
+            s.copy_(distribute_tensor(src, s.device_mesh, s.placements, src_data_rank=None) if isinstance(s, DTensor) else src)
 
 
 class Skip(Sampler):
@@ -66,14 +72,15 @@ def rank(): return dist.get_rank() if dist.is_initialized() else 0
 
 
 def train(world: int, steps: int, dir: str = '', parallel: str = 'none', format: str = 'dcp', async_save: bool = True,
-          save_every: int = 0, resume: bool = False, progress: str = '', pt_dir: str = '', plain_dir: str = '') -> dict:
+          save_every: int = 0, resume: bool = False, progress: str = '', pt_dir: str = '', plain_dir: str = '',
+          old_position: bool = False, device: str = 'cpu') -> dict:
     "Train to `steps` on this process's share; returns {'losses': [(iteration, global mean loss)], 'model', 'ema'} (full, rank 0)."
     torch.set_num_threads(1)
-    model = make_model()
+    model = make_model().to(device)
     if parallel == 'fsdp':
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
-        mesh = init_device_mesh('cpu', (world,))
+        mesh = init_device_mesh(torch.device(device).type, (world,))
         for m in model:
             if isinstance(m, nn.Linear): fully_shard(m, mesh=mesh)
         fully_shard(model, mesh=mesh)
@@ -100,7 +107,7 @@ def train(world: int, steps: int, dir: str = '', parallel: str = 'none', format:
         sampler.set_epoch(epoch)
         for x, y in loader:
             batch_in_epoch += 1
-            loss = ((wrapped(x) - y) ** 2).mean()
+            loss = ((wrapped(x.to(device)) - y.to(device)) ** 2).mean()
             loss.backward()
             mean = loss.detach().clone()
             if dist.is_initialized(): dist.all_reduce(mean); mean /= world
@@ -110,6 +117,7 @@ def train(world: int, steps: int, dir: str = '', parallel: str = 'none', format:
             if progress and rank() == 0: Path(progress).write_text(str(it))
             if ck is not None and (it % save_every == 0 or it == steps):
                 pos = data_position(epoch, batch_in_epoch, B, world)
+                if old_position: pos = dict(epoch=epoch, batch_in_epoch=batch_in_epoch)   # what checkpoints before issue 22 stored
                 ck.save(it, wrapped, opt, sched, ema, state=pos, consolidate=it == steps, reg_dtype=torch.bfloat16)
                 if it == steps and pt_dir:      # the same state in today's single files, and in DCP without upstream files
                     Checkpointer(pt_dir, 'pt', False).save(it, wrapped, opt, sched, ema, state=pos, reg_dtype=torch.bfloat16)
@@ -129,7 +137,9 @@ def train(world: int, steps: int, dir: str = '', parallel: str = 'none', format:
 
 def _worker(r: int, world: int, port: int, out: str, kw: dict):
     os.environ.update(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    dist.init_process_group('gloo', rank=r, world_size=world)
+    cuda = kw.get('device', 'cpu') == 'cuda'
+    if cuda: torch.cuda.set_device(r); kw['device'] = f'cuda:{r}'
+    dist.init_process_group('cuda:nccl,cpu:gloo' if cuda else 'gloo', rank=r, world_size=world)
     if pause := kw.pop('pause', None):         # [iteration, seconds]: stall that save (tests/pause_checkpoint.py)
         sys.path.insert(0, str(Path(__file__).parent))
         import pause_checkpoint
