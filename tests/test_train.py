@@ -364,3 +364,31 @@ def test_lora_on_an_fp8_base_trains_keeps_upstream_keys_and_resumes_exactly(worl
     monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path/'C'))                                 # input gradients in fp8 too
     assert math.isfinite(T.train(TINY['lora'], fp8 + ['trainer.fp8_backward=true', 'trainer.max_iter=2'])['loss'])
     assert not dist.is_initialized()
+
+
+@pytest.mark.parametrize('kind', ['full', 'lora'])
+def test_saved_by_2_processes_resumed_by_1_continues_the_data_order(world, tmp_path, monkeypatch, kind, one_thread):
+    """FSDP2 (sharded DCP) and LoRA (single files): 2 torchrun processes save at 3; one process goes on from the same sample of
+    the epoch (the position is kept in samples, not in per-rank batches, which would restart half as far in)."""
+    p, log = torchrun(kind, world, tmp_path, extra=['trainer.max_iter=3'])
+    p.wait(240)
+    ck = run_dir(tmp_path, kind)/'checkpoints'
+    assert find_resume_checkpoint(ck) is not None and find_resume_checkpoint(ck).iteration == 3, log.read_text()[-3000:]
+    state = load_file(ck/'iter_000000003.pt')
+    assert state['world_size'] == 2
+    seen = []
+    real = T.ResumableSampler.__iter__
+    def spy(self):
+        for i in real(self): seen.append(i); yield i
+    monkeypatch.setattr(T.ResumableSampler, '__iter__', spy)
+    monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path))
+    args = overrides(kind, world) + ['trainer.max_iter=5']
+    with pytest.warns(UserWarning, match='resuming a run of 2 ranks on 1'): out = T.train(TINY[kind], args)
+    assert (out['resumed_from'], out['iteration']) == (3, 5)
+    # the epoch's order is DistributedSampler's permutation (seed + epoch) whatever the ranks; 3 steps of 2 clips were taken
+    d, seed = T.resolve_experiment(TINY[kind], args).data, get_experiment(TINY[kind]).trainer.seed
+    n = len(VideoDataset(d.dataset_dir, d.sequence_interval, d.num_frames, d.video_size, d.start_frame_interval))
+    done = state['samples_in_epoch']
+    assert done == 3 * 2 - state["epoch"] * (n // 2 * 2) and 0 < done and done + 2 <= n   # 0 < done: per-rank batches would differ
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + state['epoch'])).tolist()
+    assert seen[:2] == perm[done:done + 2]                                         # iterations 4 and 5: the next 2 clips
