@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.diffusion import DiffusionConfig, Video2WorldDiffusion
 from cosmos_nb.dit import DiTConfig, VideoExtendDiT
 from cosmos_nb.parallelize import compile_blocks, set_attention
+from cosmos_nb.offload import swap_blocks
+from cosmos_nb.runtime import expandable_cuda_segments
 from cosmos_nb.fp8 import convert_to_fp8, fp8_available, fp8_layers
 from cosmos_nb.tokenizer import CausalVideoTokenizer, LatentNormalizer, TokenizerConfig
 from cosmos_nb.runtime import free_memory
@@ -40,6 +42,8 @@ def parse_args(argv=None):
     p.add_argument('--width', type=int, default=1280)
     p.add_argument('--input-frames', type=int, default=1, help='conditioning frames (1 or 9)')
     p.add_argument('--steps', type=int, default=35)
+    p.add_argument('--swap-blocks', action='store_true', help='DiT block weights in pinned host memory, each copied in ahead of use (--swap_blocks)')
+    p.add_argument('--cap-gib', type=float, default=None, help='cap the process at this much GPU memory for the generation (set_per_process_memory_fraction)')
     p.add_argument('--offload', action='store_true', help='tokenizer on the GPU only to encode/decode; DiT leaves before decoding')
     p.add_argument('--no-batch-guidance', action='store_true', help='two forwards per step (as upstream) instead of one of batch 2')
     p.add_argument('--compile', action='store_true', help='torch.compile every DiT block (compile time is in the first step, excluded from the median)')
@@ -80,7 +84,9 @@ def main(argv=None):
     tok.normalizer = LatentNormalizer.identity(tok.latent_channels)
     tok = tok.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
+    swap = None
     def dit_off():
+        if swap is not None: swap.offload_all()                                      # as the pipeline's --swap_blocks does
         if a.offload and device.type == 'cuda': model.to('cpu'); free_memory()   # DiT + logvar head, as the pipeline does
 
     times = dict(encode=0.0, decode=0.0)
@@ -109,11 +115,22 @@ def main(argv=None):
             step_times.clear(); times.update(encode=0.0, decode=0.0)
         convert_to_fp8(net, keep_weight=a.fp8_keep_weight, fast_accum=a.fp8_fast_accum)
         quality.update(fp8_layers=len(fp8_layers(net)), fp8_keep_weight=a.fp8_keep_weight, fp8_fast_accum=a.fp8_fast_accum)
-    if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
+    if a.swap_blocks:
+        if a.offload: sys.exit('--swap-blocks and --offload: use one (as the pipeline)')
+        swap = swap_blocks(net)
+    if device.type == 'cuda':
+        expandable_cuda_segments()
+        free_memory(); torch.cuda.reset_peak_memory_stats()
+        if a.cap_gib: torch.cuda.set_per_process_memory_fraction(min(1.0, a.cap_gib * 2**30 / torch.cuda.get_device_properties(device).total_memory))
     sync(device)
     t0 = time.perf_counter()
-    video, latent = model.generate(frames.to(device), emb.to(device), neg.to(device), num_frames=a.frames, seed=1, num_steps=a.steps,
-                                   return_latent=True)
+    try:
+        video, latent = model.generate(frames.to(device), emb.to(device), neg.to(device), num_frames=a.frames, seed=1, num_steps=a.steps,
+                                       return_latent=True)
+    except torch.OutOfMemoryError as e:
+        res = dict(bench='video2world', status='oom', cap_gib=a.cap_gib, swap_blocks=a.swap_blocks, fp8=a.fp8, error=str(e).splitlines()[0][:240],
+                   peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
+        print(json.dumps(res)); return res
     sync(device)
     total = time.perf_counter() - t0
     if a.fp8_compare:
@@ -130,7 +147,8 @@ def main(argv=None):
                total_warm_s=round(total - per_step[0] + sorted(per_step)[len(per_step) // 2], 3),   # first step (compilation) at the median
                encode_s=round(times['encode'], 3), decode_s=round(times['decode'], 3),
                peak_mem_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == 'cuda' else None,
-               fp8=a.fp8, **quality)
+               fp8=a.fp8, swap_blocks=a.swap_blocks, cap_gib=a.cap_gib, status='ok',
+               peak_reserved_gib=round(torch.cuda.max_memory_reserved() / 2**30, 2) if device.type == 'cuda' else None, **quality)
     line = json.dumps(res)
     print(line)
     if a.out: Path(a.out).write_text(line + '\n')

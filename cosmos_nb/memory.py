@@ -87,9 +87,11 @@ def training_memory(cfg: ExperimentConfig, # the run: net, data (tokens), lora, 
         weights = rest * 2 / world_size + 2 * block * 2                     # this rank's shard + two gathered bf16 blocks
         state = (block * nb + rest) * (20 if cfg.ema.enabled else 16) / world_size
     if p.offload_activations:
-        host += acts + per_block_act                                        # every saved input has its host copy; + the shared position table
-        acts = min(acts, (OFFLOAD_PREFETCH + 1) * per_block_act * (2 if kept else 1))   # the ones copied back ahead of their backward
+        inputs = nb * per_block_act                                         # kept attention outputs stay: selective checkpointing
+        host += inputs + per_block_act                                      # stores them itself; + the shared position table
+        acts = acts - inputs + min(inputs, (OFFLOAD_PREFETCH + 1) * per_block_act)   # the inputs copied back ahead of their backward
     working = WORKING_BYTES_PER_TOKEN_CHANNEL * tokens * D
+    if cfg.trainer.fp8: working += tokens * net.mlp_ratio * D * 4             # FP8 quantises the MLP's hidden activations via fp32
     return MemoryEstimate(weights / GiB, state / GiB, acts / GiB, working / GiB, host / GiB)
 
 # %% ../nbs/08a_memory.ipynb #56191cbf

@@ -19,8 +19,8 @@ from torch.autograd.graph import saved_tensors_hooks
 from .parallelize import checkpointing_mode
 
 # %% auto #0
-__all__ = ['transformer_blocks', 'model_device', 'host_copy', 'block_checkpointing', 'SwapStats', 'BlockSwap', 'swap_blocks',
-           'place_for_swapping', 'OffloadStats', 'ActivationOffload', 'offload_activations']
+__all__ = ['transformer_blocks', 'model_device', 'host_empty', 'host_copy', 'block_checkpointing', 'SwapStats', 'BlockSwap',
+           'swap_blocks', 'place_for_swapping', 'OffloadStats', 'ActivationOffload', 'offload_activations']
 
 # %% ../nbs/06c_offload.ipynb #d13e9e1b
 def transformer_blocks(model: nn.Module, # a `VideoExtendDiT`, or a module holding one at `.net` (`Video2WorldDiffusion`)
@@ -41,11 +41,19 @@ def model_device(model: nn.Module, # the DiT (or a module holding it)
     raise ValueError(f"{type(model).__name__} has no parameter or buffer outside its blocks that is not on meta: move it to a device first")
 
 
+def host_empty(t: torch.Tensor, pin: bool) -> torch.Tensor:
+    "An empty CPU tensor shaped like `t`, with its strides when its memory is dense (a compiled backward checks them), pinned if asked."
+    dims, expected = sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1), 1
+    for s, n in dims:
+        if s != expected: return torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=pin)   # overlapping or gapped: contiguous
+        expected *= n
+    return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu", pin_memory=pin)
+
 def host_copy(t: torch.Tensor, # any tensor
               pin: bool, # page-locked (needs CUDA): only pinned memory copies to and from the GPU asynchronously
              ) -> torch.Tensor:
-    "A contiguous CPU copy of `t`, pinned if asked."
-    return torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=pin).copy_(t.detach())
+    "A CPU copy of `t` (same strides when its memory is dense), pinned if asked."
+    return host_empty(t, pin).copy_(t.detach())
 
 
 def block_checkpointing(block: nn.Module) -> str:
@@ -326,7 +334,7 @@ class ActivationOffload(saved_tensors_hooks):
         if self.cuda:
             self.copy_stream.wait_stream(torch.cuda.current_stream(self.device))  # t is written on the compute stream
             with torch.cuda.stream(self.copy_stream):
-                cpu = torch.empty(t.shape, dtype=t.dtype, device="cpu", pin_memory=self.pin)
+                cpu = host_empty(t, self.pin)                 # t's strides: a compiled backward asserts them
                 cpu.copy_(t, non_blocking=True)
             t.record_stream(self.copy_stream)  # the allocator must not hand t's memory out again before the copy has read it
         else: cpu = t.detach().clone()  # on a CPU run: a copy in another buffer, so a test sees the round trip

@@ -16,9 +16,9 @@ import torch.distributed as dist
 import torch.nn as nn
 
 # %% auto #0
-__all__ = ['CheckpointLoadError', 'FeatureNotAvailableWarning', 'free_memory', 'on_device', 'ModelCache', 'load_cached',
-           'default_device', 'quiet_transformers', 'find_hf_folder', 'as_dtype', 'process_rank', 'process_count',
-           'is_main_process', 'exit_with', 'DistEnv', 'init_distributed']
+__all__ = ['CheckpointLoadError', 'FeatureNotAvailableWarning', 'free_memory', 'on_device', 'expandable_cuda_segments',
+           'ModelCache', 'load_cached', 'default_device', 'quiet_transformers', 'find_hf_folder', 'as_dtype',
+           'process_rank', 'process_count', 'is_main_process', 'exit_with', 'DistEnv', 'init_distributed']
 
 # %% ../nbs/01a_runtime.ipynb #b15cad08
 class CheckpointLoadError(ValueError):
@@ -43,6 +43,12 @@ def on_device(module: nn.Module, # the model to place
     finally:
         if offload and torch.device(device).type != 'cpu':
             module.to('cpu'); free_memory()
+
+# %% ../nbs/01a_runtime.ipynb #c1208a98
+def expandable_cuda_segments():
+    "Let CUDA's caching allocator grow its segments in place (less fragmentation); applies to allocations from now on."
+    setter = getattr(torch._C, '_accelerator_setAllocatorSettings', None) or torch.cuda.memory._set_allocator_settings
+    setter('expandable_segments:True')
 
 # %% ../nbs/01a_runtime.ipynb #d8ff2a83
 class ModelCache:

@@ -24,7 +24,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .config import Settings, atomic_write, config_to_dict, load_settings
-from .runtime import DistEnv, exit_with, init_distributed, is_main_process, process_count
+from .runtime import DistEnv, exit_with, expandable_cuda_segments, init_distributed, is_main_process, process_count
 from .data import BadItemError, DatasetLayout, VideoDataset, iterate_epochs, make_sampler
 from .dit import VideoExtendDiT, load_dit_checkpoint
 from .diffusers_format import find_diffusers_transformer, read_diffusers_transformer
@@ -182,7 +182,7 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
         return model, model
     home = torch.device('cpu') if p.swap_blocks else env.device     # a swapped base is loaded on the host: the GPU never holds it all
     if cuda and (p.swap_blocks or p.offload_activations):           # many same-size copies in and out: grow segments, do not fragment
-        torch.cuda.memory._set_allocator_settings('expandable_segments:True')
+        expandable_cuda_segments()
     if lora: net.to(torch.bfloat16 if cuda else torch.float32)      # the frozen base; the logvar head stays fp32
     if weights is None: model.to(home)
     else: model.logvar.to(env.device); load(model, home)

@@ -17,7 +17,7 @@ import torch.nn as nn
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .config import atomic_write, atomic_torch_save, check_literals, config_to_dict, load_settings, _literal_choices
-from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, ModelCache, as_dtype, free_memory, is_main_process,
+from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, ModelCache, as_dtype, expandable_cuda_segments, free_memory, is_main_process,
                                on_device)
 from .layout import (DIT_DIR, TOKENIZER_DIR, POST_TRAINED, POST_TRAINED_LORA, MODEL_CONFIG_FILE, post_trained_dir,
                               dit_preset, read_model_config, write_model_config)
@@ -461,6 +461,7 @@ def _diffusion_model(self: Video2WorldPipeline) -> Video2WorldDiffusion:
         self._model = Video2WorldDiffusion(net, OffloadingTokenizer(tok, self.device, self.options.offload_tokenizer, self._dit_off),
                                            self.diffusion_config).to(next(net.parameters()).device).eval()   # net + logvar head
         if o.swap_blocks:                                                          # block weights wait in pinned host memory
+            if self.device.type == 'cuda': expandable_cuda_segments()             # same-size copies in and out: no fragmentation
             self._swap = swap_blocks(place_for_swapping(self._model.net, self.device))
     return self._model
 

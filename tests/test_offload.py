@@ -179,3 +179,14 @@ def test_swap_and_offload_together(mode):
     for _ in range(2): assert_same(lora_step(net, offload), plain)
     assert swap.stats.loads > 0 and offload.stats.offloaded > 0 and offload.host_bytes == 0
     swap.remove()
+
+
+def test_host_copies_keep_the_strides_of_dense_tensors():
+    "A compiled backward asserts the strides of what it saved: host copies keep them (a transposed attention output, say)."
+    from cosmos_nb.offload import host_copy, host_empty
+    t = torch.randn(1, 6, 2, 4).transpose(1, 2)                      # B, h, L, d view of a B, L, h, d buffer
+    assert host_empty(t, False).stride() == t.stride() and not t.is_contiguous()
+    c = host_copy(t, False)
+    assert c.stride() == t.stride() and torch.equal(c, t)
+    e = torch.randn(3, 1).expand(3, 4)                                # overlapping memory: a contiguous copy instead
+    assert host_copy(e, False).is_contiguous() and torch.equal(host_copy(e, False), e)
