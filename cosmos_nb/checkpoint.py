@@ -28,26 +28,28 @@ from .config import atomic_write, atomic_torch_save, load_torch_file
 from .runtime import as_dtype, is_main_process, process_count, process_rank
 
 # %% auto #0
-__all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'DCP', 'FORMATS', 'checkpoint_name',
-           'file_name', 'parse_checkpoint_name', 'load_file', 'rng_state', 'set_rng_state', 'gather_rng_states',
-           'write_checkpoint_file', 'write_checkpoint', 'CheckpointInfo', 'read_checkpoint', 'list_checkpoints',
-           'find_resume_checkpoint', 'prune_checkpoints', 'remove_partial_files', 'full_model_state_dict',
-           'full_optimizer_state_dict', 'load_full_model_state_dict', 'load_full_optimizer_state_dict',
-           'upstream_model_files', 'gather_upstream_files', 'save_training_checkpoint', 'load_training_checkpoint',
-           'SafeFileSystemReader', 'SafeLoadPlanner', 'resume_state_dict', 'checkpoint_group', 'CheckpointWriteError',
-           'dcp_writer', 'Checkpointer', 'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint',
-           'checkpoint_settings', 'data_position', 'resume_position']
+__all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAPTER', 'DCP', 'SUFFIXES', 'FORMATS',
+           'checkpoint_name', 'file_name', 'parse_checkpoint_name', 'load_file', 'rng_state', 'set_rng_state',
+           'gather_rng_states', 'write_checkpoint_file', 'write_checkpoint', 'CheckpointInfo', 'read_checkpoint',
+           'list_checkpoints', 'find_resume_checkpoint', 'prune_checkpoints', 'remove_partial_files',
+           'full_model_state_dict', 'full_optimizer_state_dict', 'load_full_model_state_dict',
+           'load_full_optimizer_state_dict', 'upstream_model_files', 'gather_upstream_files',
+           'save_training_checkpoint', 'load_training_checkpoint', 'SafeFileSystemReader', 'SafeLoadPlanner',
+           'resume_state_dict', 'checkpoint_group', 'CheckpointWriteError', 'dcp_writer', 'Checkpointer',
+           'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint', 'checkpoint_settings', 'data_position',
+           'resume_position']
 
 # %% ../nbs/10_checkpoint.ipynb #dd23868c
 LATEST_FILE = 'latest_checkpoint.txt'                         # names the newest complete checkpoint's `iter_N.pt`
 REG_MODEL, EMA_MODEL, MODEL, OPTIM, LORA_ADAPTER = 'reg_model', 'ema_model', 'model', 'optim', 'lora_adapter'
 DCP = 'dcp'                                                   # the folder `iter_N_dcp/` of a sharded checkpoint (section 9)
+SUFFIXES = {LORA_ADAPTER: '.safetensors'}                    # our own files; every other kind is upstream's `.pt`
 
 def checkpoint_name(iteration: int, # the trainer iteration the checkpoint was taken after
                     kind: str='') -> str: # '' (the trainer state / manifest), 'reg_model', 'ema_model', 'model', 'optim', ...
-    "Upstream's file name: `iter_{N:09d}.pt` or `iter_{N:09d}_{kind}.pt`."
+    "Upstream's file name: `iter_{N:09d}.pt` or `iter_{N:09d}_{kind}.pt` (`.safetensors` for our own kinds, see `SUFFIXES`)."
     if iteration < 0: raise ValueError(f'iteration must be >= 0, got {iteration}')
-    return f'iter_{iteration:09d}' + (f'_{kind}' if kind else '') + '.pt'
+    return f'iter_{iteration:09d}' + (f'_{kind}' if kind else '') + SUFFIXES.get(kind, '.pt')
 
 def file_name(iteration: int, kind: str='') -> str:
     "The name of one member of checkpoint `iteration`: the folder `iter_{N:09d}_dcp` for `DCP`, else `checkpoint_name`."
@@ -55,15 +57,20 @@ def file_name(iteration: int, kind: str='') -> str:
 
 def parse_checkpoint_name(name: str|Path) -> tuple[int, str]|None:
     "`(iteration, kind)` of a checkpoint file name, None for anything else (temp files start with '.')."
-    m = re.fullmatch(r'iter_(\d{9})(?:_(\w+))?\.pt', Path(name).name)
-    return (int(m[1]), m[2] or '') if m else None
+    m = re.fullmatch(r'iter_(\d{9})(?:_(\w+))?\.(pt|safetensors)', Path(name).name)
+    if not m or (m[3] == 'safetensors' and not m[2]): return None       # the manifest is always `iter_N.pt`
+    return int(m[1]), m[2] or ''
 
 # %% ../nbs/10_checkpoint.ipynb #029d87d7
 def load_file(path: str|Path) -> dict: # a checkpoint file
-    "`torch.load(path, weights_only=True)` on the CPU, memory-mapped when the file allows it."
+    "`torch.load(path, weights_only=True)` on the CPU, memory-mapped when the file allows it; a `.safetensors` file's tensors."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'checkpoint file {path} does not exist')
-    try: return load_torch_file(path, 'checkpoint file')
+    try:
+        if path.suffix == '.safetensors':
+            from safetensors.torch import load_file as load_safetensors
+            return load_safetensors(path)
+        return load_torch_file(path, 'checkpoint file')
     except Exception as e:
         raise ValueError(f'{path} is not a readable checkpoint ({type(e).__name__}: {str(e)[:300]}); '
                          'it may be truncated or not a torch file: delete it, or point to another checkpoint') from e
@@ -96,10 +103,13 @@ def gather_rng_states() -> list[dict]:
     return out
 
 # %% ../nbs/10_checkpoint.ipynb #55054b94
-def write_checkpoint_file(obj, # a dict to `torch.save`, or a function `write(path)` that writes the file atomically itself
+def write_checkpoint_file(obj, # a dict to save (tensors only for a `.safetensors` path), or a function `write(path)` that writes the file atomically itself
                           path: Path):
-    "Write one checkpoint file atomically: `torch.save(obj)`, or `obj(path)` for a writer function."
+    "Write one checkpoint file atomically: `obj(path)` for a writer function, else safetensors or `torch.save` by the file's suffix."
     if callable(obj): obj(path)
+    elif Path(path).suffix == '.safetensors':
+        from safetensors.torch import save
+        with atomic_write(path, 'wb') as f: f.write(save({k: v.detach().contiguous() for k, v in obj.items()}, metadata={'format': 'pt'}))
     else: atomic_torch_save(obj, path)
 
 # %% ../nbs/10_checkpoint.ipynb #b3c99d54
@@ -147,7 +157,7 @@ def read_checkpoint(ckpt_dir: str|Path, # the checkpoints/ folder
     try: state = load_file(manifest)
     except ValueError: return None
     if 'files' not in state:   # upstream's trainer: {"iteration": N, ...} without a file list
-        state['files'] = {k: p.name for p in ckpt_dir.glob(f'iter_{iteration:09d}_*.pt') if (k := parse_checkpoint_name(p)[1])}
+        state['files'] = {k: p.name for p in ckpt_dir.glob(f'iter_{iteration:09d}_*') if (k := (parse_checkpoint_name(p) or (0, ''))[1])}
     if not all((ckpt_dir/n).exists() for n in state['files'].values()): return None
     return CheckpointInfo(ckpt_dir, iteration, state)
 

@@ -24,12 +24,13 @@ from .experiments import LoRAConfig
 from .diffusers_format import cosmos_module_name, diffusers_module_name, save_safetensors
 
 # %% auto #0
-__all__ = ['ADAPTER', 'PEFT_CONFIG_FILE', 'PEFT_WEIGHTS_FILE', 'PEFT_PREFIX', 'DIFFUSERS_LORA_FILE', 'DIFFUSERS_LORA_BIN',
-           'DIFFUSERS_PREFIX', 'dit_of', 'lora_target_modules', 'lora_layers', 'is_lora_param', 'apply_lora',
-           'model_lora_config', 'peft_to_upstream_key', 'upstream_to_peft_key', 'lora_state_dict', 'save_lora_adapter',
-           'read_lora_checkpoint', 'infer_lora_config', 'load_lora_adapter', 'save_peft_adapter', 'read_peft_adapter',
-           'upstream_lora_state_dict', 'upstream_lora_checkpoint', 'load_lora_checkpoint', 'merge_lora',
-           'parse_lora_spec', 'lora_specs', 'merge_lora_adapters', 'add_lora_adapters']
+__all__ = ['ADAPTER', 'LORA_METADATA_KEY', 'PEFT_CONFIG_FILE', 'PEFT_WEIGHTS_FILE', 'PEFT_PREFIX', 'DIFFUSERS_LORA_FILE',
+           'DIFFUSERS_LORA_BIN', 'DIFFUSERS_PREFIX', 'dit_of', 'lora_target_modules', 'lora_layers', 'is_lora_param',
+           'apply_lora', 'model_lora_config', 'peft_to_upstream_key', 'upstream_to_peft_key', 'lora_state_dict',
+           'save_lora_adapter', 'read_lora_adapter_file', 'read_lora_checkpoint', 'infer_lora_config',
+           'load_lora_adapter', 'save_peft_adapter', 'read_peft_adapter', 'upstream_lora_state_dict',
+           'upstream_lora_checkpoint', 'load_lora_checkpoint', 'merge_lora', 'parse_lora_spec', 'lora_specs',
+           'merge_lora_adapters', 'add_lora_adapters']
 
 # %% ../nbs/09_lora.ipynb #7974fb79
 ADAPTER = "default"  # peft's adapter name; the only one we use
@@ -139,15 +140,41 @@ def lora_state_dict(model: nn.Module, # the DiT (or a module holding it at `.net
     return sd
 
 
+LORA_METADATA_KEY = "cosmos_nb_lora_adapter"  # the safetensors header entry holding the adapter's settings (JSON)
+
 def save_lora_adapter(model: nn.Module, # the DiT (or a module holding it at `.net`) with adapters; may be FSDP2-sharded
-                      path: str | Path, # the file to write (atomically; rank 0 only)
+                      path: str | Path, # the `.safetensors` file to write (atomically; rank 0 only)
                      ) -> Path:
-    "Write an adapter-only file: `{'lora': {upstream name: tensor}, 'metadata': {rank, scale, first_nblocks, ...}}`."
+    "Write an adapter-only safetensors file: upstream-named tensors, `{format, version, rank, scale, first_nblocks, targets, num_params}` in its header."
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"save_lora_adapter: {path} should end in .safetensors (adapter files are safetensors; old .pt ones are still read)")
     sd, c = lora_state_dict(model), model_lora_config(model)  # gathering is collective: all ranks
-    meta = dict(format="cosmos-nb-lora-adapter", version=1, rank=c.rank, scale=c.scale, first_nblocks=c.first_nblocks,
-                num_params=sum(v.numel() for v in sd.values()))
-    if is_main_process(): atomic_torch_save({"lora": sd, "metadata": meta}, path)
-    return Path(path)
+    meta = dict(format="cosmos-nb-lora-adapter", version=2, rank=c.rank, scale=c.scale, first_nblocks=c.first_nblocks,
+                targets=list(_PROJS), num_params=sum(v.numel() for v in sd.values()))
+    if is_main_process(): save_safetensors(sd, path, {LORA_METADATA_KEY: json.dumps(meta)})
+    return path
+
+
+def _is_safetensors(path: Path) -> bool:
+    "True when a file starts as safetensors files do: an 8-byte header length, then the JSON header's `{`."
+    with open(path, "rb") as f: head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 8 < int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def read_lora_adapter_file(path: str | Path, # an adapter file: safetensors (ours or another tool's), or a torch file
+                          ) -> dict:
+    "A LoRA file's content: our safetensors adapter as `{'lora': tensors, 'metadata': its header's settings}` (the layout older `.pt` adapters have), another safetensors file's tensors, else `torch.load(weights_only=True)`."
+    path = Path(path)
+    if not (path.is_file() and _is_safetensors(path)): return load_torch_file(path, "LoRA checkpoint")
+    from safetensors import safe_open
+    with safe_open(path, "pt") as f: header, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+    if LORA_METADATA_KEY not in header: return tensors   # e.g. a PEFT or diffusers weights file: the tensor names decide
+    try: meta = json.loads(header[LORA_METADATA_KEY])
+    except json.JSONDecodeError as e: raise ValueError(f"{path}: the {LORA_METADATA_KEY} header entry is not JSON ({e}); rewrite it with save_lora_adapter") from e
+    if meta.get("targets", list(_PROJS)) != list(_PROJS):
+        raise ValueError(f"{path}: adapts {meta['targets']}, but cosmos-nb adapters are on {list(_PROJS)} of the attention")
+    return {"lora": tensors, "metadata": meta}
 
 # %% ../nbs/09_lora.ipynb #877985b4
 def read_lora_checkpoint(path: str | Path | Mapping, # adapter file or PEFT folder, upstream `iter_N_model.pt`, flat state dict (or such a dict)
@@ -158,9 +185,9 @@ def read_lora_checkpoint(path: str | Path | Mapping, # adapter file or PEFT fold
     if not isinstance(path, Mapping) and Path(path).is_dir():  # PEFT's layout (adapter_config.json + adapter_model.safetensors)
         if use_ema: raise ValueError(f"{source}: a PEFT adapter folder holds one set of weights, no EMA: load with use_ema=None")
         return *read_peft_adapter(path), False
-    obj = dict(path) if isinstance(path, Mapping) else load_torch_file(path, "LoRA checkpoint")
+    obj = dict(path) if isinstance(path, Mapping) else read_lora_adapter_file(path)
     meta, ema = {}, None
-    if isinstance(obj.get("lora"), Mapping): sd, meta = dict(obj["lora"]), dict(obj.get("metadata") or {})  # our adapter file
+    if isinstance(obj.get("lora"), Mapping): sd, meta = dict(obj["lora"]), dict(obj.get("metadata") or {})  # our adapter file (.safetensors or old .pt)
     elif isinstance(obj.get("model"), Mapping): sd, ema = dict(obj["model"]), obj.get("ema")  # upstream trainer file
     else: sd = obj
     if not any(k.startswith("net.") for k in sd):  # a bare DiT state dict (ours, or peft names)
@@ -214,7 +241,7 @@ def _match_or_apply(model, want: LoRAConfig, source: str, check_scale: bool) -> 
 
 # %% ../nbs/09_lora.ipynb #3ef1a550
 def load_lora_adapter(model: nn.Module, # the base DiT (adapters are added to match) or one with matching adapters
-                      path: str | Path | Mapping, # adapter file, upstream `iter_N_model.pt`, or a state dict
+                      path: str | Path | Mapping, # adapter file (.safetensors, or an old .pt), PEFT folder, upstream `iter_N_model.pt`, or a state dict
                       use_ema: bool | None = None, # see `read_lora_checkpoint`
                      ) -> LoRAConfig:
     "Load only the LoRA tensors of `path` into `model` (not sharded yet); returns the adapters' `LoRAConfig`."

@@ -214,9 +214,9 @@ def test_lora_through_diffusers_and_peft_equals_ours(tmp_path):
 
 def test_peft_folder_round_trips_into_our_model_bit_exactly(tmp_path):
     net = trained_lora(random_dit(), rank=3, scale=0.5)
-    save_lora_adapter(net, tmp_path / "adapter.pt")
-    folder = save_peft_adapter(tmp_path / "adapter.pt", tmp_path / "peft")      # from our adapter file
-    ours_sd, meta, _ = read_lora_checkpoint(tmp_path / "adapter.pt")
+    save_lora_adapter(net, tmp_path / "adapter.safetensors")
+    folder = save_peft_adapter(tmp_path / "adapter.safetensors", tmp_path / "peft")      # from our adapter file
+    ours_sd, meta, _ = read_lora_checkpoint(tmp_path / "adapter.safetensors")
     sd, peft_meta = read_peft_adapter(folder)
     assert set(sd) == set(ours_sd) and all(torch.equal(sd[k], ours_sd[k]) for k in sd)
     assert peft_meta["scale"] == meta["scale"] == 0.5
@@ -386,9 +386,9 @@ def test_two_adapters_at_weights_1_and_half_equal_the_merged_sum(tmp_path):
     a = trained_lora(random_dit(), rank=4, scale=0.5, seed=1)
     b = trained_lora(random_dit(), rank=2, scale=1.0, first_nblocks=1, seed=2)
     save_peft_adapter(a, tmp_path / 'a')                                       # a PEFT folder ...
-    save_lora_adapter(b, tmp_path / 'b.pt')                                    # ... and our adapter file
+    save_lora_adapter(b, tmp_path / 'b.safetensors')                           # ... and our adapter file
     merged = random_dit()
-    merge_lora_adapters(merged, [str(tmp_path / 'a'), f"{tmp_path / 'b.pt'}:0.5"])
+    merge_lora_adapters(merged, [str(tmp_path / 'a'), f"{tmp_path / 'b.safetensors'}:0.5"])
     expected = random_dit()
     with torch.no_grad():
         for w, m in ((1.0, a), (0.5, b)):
@@ -398,7 +398,7 @@ def test_two_adapters_at_weights_1_and_half_equal_the_merged_sum(tmp_path):
         torch.testing.assert_close(merged.state_dict()[k], v, rtol=1e-6, atol=1e-7)
     changed = [k for k, v in random_dit().state_dict().items() if not torch.equal(v, merged.state_dict()[k])]
     assert len(changed) == 8 and all('to_q.0' in k or 'to_v.0' in k for k in changed)   # block 0 and 1: FA/CA x q/v
-    with pytest.raises(ValueError, match=r'b\.pt: .*another model size'):
-        merge_lora_adapters(random_dit(model_channels=128), [tmp_path / 'b.pt'])
+    with pytest.raises(ValueError, match=r'b\.safetensors: .*another model size'):
+        merge_lora_adapters(random_dit(model_channels=128), [tmp_path / 'b.safetensors'])
     with pytest.raises(ValueError, match='already has LoRA layers'):
-        merge_lora_adapters(a, [tmp_path / 'b.pt'])
+        merge_lora_adapters(a, [tmp_path / 'b.safetensors'])

@@ -13,7 +13,7 @@ from cosmos_nb.parallelize import apply_fsdp
 from cosmos_nb.experiments import LoRAConfig
 from cosmos_nb.lora import (ADAPTER, apply_lora, infer_lora_config, is_lora_param, load_lora_adapter, load_lora_checkpoint,
                             lora_layers, lora_state_dict, merge_lora, model_lora_config, peft_to_upstream_key,
-                            read_lora_checkpoint, save_lora_adapter, upstream_lora_checkpoint, upstream_lora_state_dict,
+                            LORA_METADATA_KEY, read_lora_adapter_file, read_lora_checkpoint, save_lora_adapter, upstream_lora_checkpoint, upstream_lora_state_dict,
                             upstream_to_peft_key)
 
 CFG = LoRAConfig(enabled=True, first_nblocks=2, rank=4, scale=1.0)
@@ -166,14 +166,14 @@ def test_adapter_file_on_fresh_base_equals_full_checkpoint(tmp_path):
     src = trained_lora(5)
     want = run(src)
     torch.save(upstream_lora_checkpoint(src), tmp_path / "iter_000000010_model.pt")
-    save_lora_adapter(src, tmp_path / "adapter.pt")
+    save_lora_adapter(src, tmp_path / "adapter.safetensors")
     assert not list(tmp_path.glob(".*tmp"))  # atomic write left no temp file
-    assert (tmp_path / "adapter.pt").stat().st_size < (tmp_path / "iter_000000010_model.pt").stat().st_size / 10
+    assert (tmp_path / "adapter.safetensors").stat().st_size < (tmp_path / "iter_000000010_model.pt").stat().st_size / 10
     full = VideoExtendDiT(DiTConfig.tiny())  # random weights: everything comes from the file
     rep = load_lora_checkpoint(full, tmp_path / "iter_000000010_model.pt")
     assert rep.ok and not rep.used_ema
     base = base_model(5)  # the released base weights
-    assert load_lora_adapter(base, tmp_path / "adapter.pt") == CFG
+    assert load_lora_adapter(base, tmp_path / "adapter.safetensors") == CFG
     assert torch.equal(run(full), want) and torch.equal(run(base), want)
     # the adapter part of a full checkpoint can be applied the same way
     base2 = base_model(5)
@@ -183,14 +183,21 @@ def test_adapter_file_on_fresh_base_equals_full_checkpoint(tmp_path):
 
 def test_adapter_metadata_and_scale(tmp_path):
     src = trained_lora(1, LoRAConfig(enabled=True, first_nblocks=1, rank=3, scale=0.5))
-    save_lora_adapter(src, tmp_path / "a.pt")
-    obj = torch.load(tmp_path / "a.pt", weights_only=True)
+    save_lora_adapter(src, tmp_path / "a.safetensors")
+    from safetensors import safe_open
+    with safe_open(tmp_path / "a.safetensors", "pt") as f:                   # a plain safetensors file: any tool lists it
+        assert sorted(f.keys()) == sorted(upstream_lora_keys(1)) and LORA_METADATA_KEY in f.metadata()
+    obj = read_lora_adapter_file(tmp_path / "a.safetensors")
     assert set(obj) == {"lora", "metadata"} and sorted(obj["lora"]) == sorted(upstream_lora_keys(1))
-    assert {k: obj["metadata"][k] for k in ("rank", "scale", "first_nblocks")} == {"rank": 3, "scale": 0.5, "first_nblocks": 1}
+    assert {k: obj["metadata"][k] for k in ("rank", "scale", "first_nblocks", "targets")} == {"rank": 3, "scale": 0.5, "first_nblocks": 1, "targets": ["to_q", "to_v"]}
     dst = base_model(1)
-    assert load_lora_adapter(dst, tmp_path / "a.pt").scale == 0.5
+    assert load_lora_adapter(dst, tmp_path / "a.safetensors").scale == 0.5
     assert torch.equal(run(dst), run(src))
-    with pytest.raises(ValueError, match="scale 0.5"): load_lora_adapter(apply_lora(base_model(1), LoRAConfig(enabled=True, first_nblocks=1, rank=3)), tmp_path / "a.pt")
+    with pytest.raises(ValueError, match="scale 0.5"): load_lora_adapter(apply_lora(base_model(1), LoRAConfig(enabled=True, first_nblocks=1, rank=3)), tmp_path / "a.safetensors")
+    torch.save(obj, tmp_path / "old_lora_adapter.pt")                           # the pickled file runs wrote before safetensors
+    old = base_model(1)
+    assert load_lora_adapter(old, tmp_path / "old_lora_adapter.pt").scale == 0.5 and torch.equal(run(old), run(src))
+    with pytest.raises(ValueError, match="should end in .safetensors"): save_lora_adapter(src, tmp_path / "a.pt")
     obj["metadata"]["first_nblocks"] = 2
     with pytest.raises(ValueError, match="metadata says first_nblocks=2"): load_lora_adapter(base_model(1), obj)
 
@@ -342,14 +349,14 @@ def _fsdp_worker(rank, world, init_file, out_dir):
             if p.requires_grad: torch.testing.assert_close(p.grad.full_tensor(), ref_grads[n], rtol=1e-4, atol=1e-6, msg=n)
             else: assert p.grad is None, n
         opt.step()
-        path = save_lora_adapter(model, os.path.join(out_dir, "adapter.pt"))  # gathers the adapters on every rank; rank 0 writes
+        path = save_lora_adapter(model, os.path.join(out_dir, "adapter.safetensors"))  # gathers the adapters on every rank; rank 0 writes
         want = lora_state_dict(ref)
         for k, v in lora_state_dict(model).items(): torch.testing.assert_close(v, want[k], rtol=1e-4, atol=1e-5, msg=k)
         for n, p in model.named_parameters():
             if not p.requires_grad: assert torch.equal(p.full_tensor(), frozen[n]), n  # the base did not move
         dist.barrier()
         if rank == 0:
-            saved = torch.load(path, weights_only=True)
+            saved = read_lora_adapter_file(path)
             assert sorted(saved["lora"]) == sorted(want)
             for k, v in saved["lora"].items(): torch.testing.assert_close(v, want[k], rtol=1e-4, atol=1e-5, msg=k)
     finally:
@@ -358,7 +365,7 @@ def _fsdp_worker(rank, world, init_file, out_dir):
 
 def test_fsdp2_two_gloo_processes_lora_step_and_gathered_adapter(tmp_path):
     mp.spawn(_fsdp_worker, args=(2, str(tmp_path / "pg"), str(tmp_path)), nprocs=2, join=True)
-    assert (tmp_path / "adapter.pt").is_file()
+    assert (tmp_path / "adapter.safetensors").is_file()
     dst = base_model(6)
-    load_lora_adapter(dst, tmp_path / "adapter.pt")
+    load_lora_adapter(dst, tmp_path / "adapter.safetensors")
     assert model_lora_config(dst) == CFG

@@ -149,7 +149,7 @@ def check_files(kind, d, ck: Path, world_size=2):
     "Upstream names and keys in the final checkpoint of a finished run."
     start = load_file(d/'start.pt')
     it = f'iter_{MAX_ITER:09d}'
-    want = ['_lora_adapter.pt', '_model.pt', '_optim.pt'] if kind == 'lora' else ['_dcp', '_ema_model.pt', '_reg_model.pt']
+    want = ['_lora_adapter.safetensors', '_model.pt', '_optim.pt'] if kind == 'lora' else ['_dcp', '_ema_model.pt', '_reg_model.pt']
     assert sorted(p.name for p in ck.iterdir() if p.name.startswith(it)) == sorted([f'{it}.pt'] + [it + s for s in want])
     assert list_checkpoints(ck) == [MAX_ITER - SAVE_ITER, MAX_ITER]                    # keep_last=2
     assert (ck/LATEST_FILE).read_text() == f'{it}.pt'
@@ -174,7 +174,8 @@ def check_files(kind, d, ck: Path, world_size=2):
         assert set(f['model']) - lora_keys == set(start)                                # base keys unchanged
         assert len(lora_keys) == 2 * 2 * 2 * 2                                          # 2 blocks × FA,CA × q,v × A,B
         assert all(torch.equal(f['model'][k], start[k].float()) for k in start)         # the base stayed frozen
-        adapter = load_file(ck/f'{it}_lora_adapter.pt')
+        from cosmos_nb.lora import read_lora_adapter_file
+        adapter = read_lora_adapter_file(ck/f'{it}_lora_adapter.safetensors')                 # safetensors, the settings in its header
         assert set(adapter['lora']) == lora_keys and adapter['metadata']['first_nblocks'] == 2
 
 
@@ -184,7 +185,7 @@ def check_lora_roundtrip(d, ck: Path):
     cfg = get_experiment(TINY['lora'])
     full, split = VideoExtendDiT(cfg.net), VideoExtendDiT(cfg.net)
     load_lora_checkpoint(full, ck/f'iter_{MAX_ITER:09d}_model.pt')
-    load_dit_checkpoint(split, d/'start.pt'); load_lora_adapter(split, ck/f'iter_{MAX_ITER:09d}_lora_adapter.pt')
+    load_dit_checkpoint(split, d/'start.pt'); load_lora_adapter(split, ck/f'iter_{MAX_ITER:09d}_lora_adapter.safetensors')
     x, t, emb = torch.randn(1, 16, 3, 4, 4), torch.tensor([0.3]), torch.randn(1, 8, 1024)
     with torch.no_grad(): assert torch.equal(full(x, t, emb), split(x, t, emb))
 
@@ -354,7 +355,7 @@ def test_lora_on_an_fp8_base_trains_keeps_upstream_keys_and_resumes_exactly(worl
     lora_b = [k for k in f['A']['model'] if '_lora.net.1.' in k]
     assert lora_b and all(f['A']['model'][k].abs().sum() > 0 for k in lora_b)           # the adapters (B starts at 0) were trained
     assert any(not torch.equal(f['A']['model'][k], f['plain']['model'][k]) for k in lora_b)   # through the fp8 forward
-    adapters = {r: load_file(ck[r]/'iter_000000004_lora_adapter.pt')['lora'] for r in ('plain', 'A')}
+    adapters = {r: load_file(ck[r]/'iter_000000004_lora_adapter.safetensors') for r in ('plain', 'A')}
     assert adapters['A'].keys() == adapters['plain'].keys()
     assert same(f['A'], f['B'])                                                          # 2 + resume 2 == 4, bit for bit
     losses = [r['loss'] for r in T.read_metrics(run_dir(tmp_path/'A', 'lora')/'metrics.jsonl')]

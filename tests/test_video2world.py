@@ -433,7 +433,7 @@ def test_export_lora_run_and_generate_base_plus_lora_and_adapter_only(ck_copy, t
     base, _ = run_cli(*common, '--video_save_folder', tmp_path / 'base')
     merged, err = run_cli(*common, '--video_save_folder', tmp_path / 'lora', '--diffusion_transformer_dir', post_trained_dir(lora=True))
     assert err is None, err
-    adapter = run / 'checkpoints' / 'iter_000000020_lora_adapter.pt'                 # adapter-only file the trainer writes
+    adapter = run / 'checkpoints' / 'iter_000000020_lora_adapter.safetensors'                 # adapter-only file the trainer writes
     only, err = run_cli(*common, '--video_save_folder', tmp_path / 'adapter', '--lora_path', adapter)
     assert err is None, err
     assert video_info(merged[0]).num_frames == 17
@@ -473,7 +473,7 @@ def _by_hand(ck, out, adapters):
 def test_two_lora_adapters_on_the_command_line_equal_the_merged_sum_made_by_hand(ck_copy, tmp_path, example_media):
     from cosmos_nb.lora import save_lora_adapter, save_peft_adapter
     a, b = _adapter(ck_copy, 1, first_nblocks=2, rank=4, scale=1.0), _adapter(ck_copy, 2, first_nblocks=1, rank=2, scale=0.5)
-    save_lora_adapter(a, tmp_path / 'a.pt')                                    # our adapter file ...
+    save_lora_adapter(a, tmp_path / 'a.safetensors')                           # our adapter file ...
     save_peft_adapter(b, tmp_path / 'b')                                       # ... and a PEFT folder
     _by_hand(ck_copy, ck_copy / 'by_hand', [(a, 1.0), (b, 0.5)])
     common = ['--checkpoint_dir', ck_copy, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
@@ -482,17 +482,17 @@ def test_two_lora_adapters_on_the_command_line_equal_the_merged_sum_made_by_hand
         saved, err = run_cli(*common, '--video_save_folder', tmp_path / name, *extra)
         assert err is None, err
         return saved[0].read_bytes()
-    two = video('two', '--lora_path', tmp_path / 'a.pt', '--lora_path', f"{tmp_path / 'b'}:0.5")
+    two = video('two', '--lora_path', tmp_path / 'a.safetensors', '--lora_path', f"{tmp_path / 'b'}:0.5")
     assert two == video('hand', '--diffusion_transformer_dir', 'by_hand')           # the same mp4, byte for byte
-    assert two != video('full_b', '--lora_path', tmp_path / 'a.pt', '--lora_path', tmp_path / 'b')   # the weight matters
-    assert two != video('a_only', '--lora_path', tmp_path / 'a.pt')                # and so does the second adapter
+    assert two != video('full_b', '--lora_path', tmp_path / 'a.safetensors', '--lora_path', tmp_path / 'b')   # the weight matters
+    assert two != video('a_only', '--lora_path', tmp_path / 'a.safetensors')                # and so does the second adapter
 
 
 def test_unmerged_adapters_equal_merged_ones(ck, tmp_path, example_media):
     from cosmos_nb.lora import save_lora_adapter, save_peft_adapter
     a, b = _adapter(ck, 3, first_nblocks=2, rank=4, scale=2.0), _adapter(ck, 4, first_nblocks=1, rank=2, scale=1.0)
-    save_lora_adapter(a, tmp_path / 'a.pt'); save_peft_adapter(b, tmp_path / 'b')
-    specs = [tmp_path / 'a.pt', (tmp_path / 'b', -0.5)]                        # Python: a (path, weight) pair; weights may be negative
+    save_lora_adapter(a, tmp_path / 'a.safetensors'); save_peft_adapter(b, tmp_path / 'b')
+    specs = [tmp_path / 'a.safetensors', (tmp_path / 'b', -0.5)]                        # Python: a (path, weight) pair; weights may be negative
     merged = load_video2world_dit(ck / DIT_DIR / 'model.pt', lora_path=specs, dtype=torch.float32, verbose=False)
     kept = load_video2world_dit(ck / DIT_DIR / 'model.pt', lora_path=specs, merge=False, dtype=torch.float32, verbose=False)
     assert not lora_layers(merged)
@@ -516,18 +516,18 @@ def test_unmerged_adapters_equal_merged_ones(ck, tmp_path, example_media):
 
 
 def test_an_adapter_for_other_blocks_or_ranks_fails_with_the_file_named(ck, tmp_path, example_media):
-    from cosmos_nb.lora import save_lora_adapter
-    save_lora_adapter(_adapter(ck, 5, first_nblocks=3, rank=4, scale=1.0, num_blocks=3), tmp_path / 'three_blocks.pt')
-    save_lora_adapter(_adapter(ck, 6, first_nblocks=2, rank=4, scale=1.0), tmp_path / 'good.pt')
-    obj = torch.load(tmp_path / 'good.pt', weights_only=True)
+    from cosmos_nb.lora import read_lora_adapter_file, save_lora_adapter
+    save_lora_adapter(_adapter(ck, 5, first_nblocks=3, rank=4, scale=1.0, num_blocks=3), tmp_path / 'three_blocks.safetensors')
+    save_lora_adapter(_adapter(ck, 6, first_nblocks=2, rank=4, scale=1.0), tmp_path / 'good.safetensors')
+    obj = read_lora_adapter_file(tmp_path / 'good.safetensors')
     k = 'net.blocks.block1.blocks.1.block.attn.to_v_lora.net.1.weight'
     obj['lora'][k] = obj['lora'][k][:, :3]                                     # a B of rank 3 beside A of rank 4
-    torch.save(obj, tmp_path / 'mixed_ranks.pt')
+    torch.save(obj, tmp_path / 'mixed_ranks.pt')                               # the pickled layout of older runs' adapter files
     common = ['--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
-              '--video_save_folder', tmp_path / 'out', *SMALL, *QUIET, '--lora_path', tmp_path / 'good.pt']
+              '--video_save_folder', tmp_path / 'out', *SMALL, *QUIET, '--lora_path', tmp_path / 'good.safetensors']
     for unmerged in ([], ['--lora_unmerged']):
-        saved, err = run_cli(*common, '--lora_path', tmp_path / 'three_blocks.pt', *unmerged)
-        assert saved is None and err.startswith('error: ') and f'{tmp_path / "three_blocks.pt"} adapts blocks 0..2 but the DiT has 2 blocks' in err, err
+        saved, err = run_cli(*common, '--lora_path', tmp_path / 'three_blocks.safetensors', *unmerged)
+        assert saved is None and err.startswith('error: ') and f'{tmp_path / "three_blocks.safetensors"} adapts blocks 0..2 but the DiT has 2 blocks' in err, err
         saved, err = run_cli(*common, '--lora_path', f"{tmp_path / 'mixed_ranks.pt'}:0.5", *unmerged)
         assert saved is None and f'{tmp_path / "mixed_ranks.pt"}: LoRA tensors have different ranks [3, 4]' in err, err
     assert not (tmp_path / 'out').exists()
