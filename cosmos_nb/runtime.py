@@ -44,7 +44,7 @@ def on_device(module: nn.Module, # the model to place
         if offload and torch.device(device).type != 'cpu':
             module.to('cpu'); free_memory()
 
-# %% ../nbs/01a_runtime.ipynb #c1208a98
+# %% ../nbs/01a_runtime.ipynb #4139ff2d
 def expandable_cuda_segments():
     "Let CUDA's caching allocator grow its segments in place (less fragmentation); applies to allocations from now on."
     setter = getattr(torch._C, '_accelerator_setAllocatorSettings', None) or torch.cuda.memory._set_allocator_settings
