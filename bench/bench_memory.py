@@ -98,6 +98,12 @@ def make_inputs(cfg, B, T, H, W, M, device, dtype):
                 condition_video_input_mask=cond)
 
 
+def gpu_peaks(device) -> dict:
+    "Peak allocated and reserved GPU memory since the last reset, GiB."
+    return dict(peak_gib=round(torch.cuda.max_memory_allocated(device) / GiB, 2),
+                peak_reserved_gib=round(torch.cuda.max_memory_reserved(device) / GiB, 2))
+
+
 def sync(device):
     if device.type == "cuda": torch.cuda.synchronize(device)
 
@@ -137,9 +143,7 @@ def run_config(model, inputs, mode, cap, args, device, total_bytes, ref_grads):
         res.update(status="oom", error=str(e).splitlines()[0][:300])
         for p in params: p.grad = None
     finally:
-        if device.type == "cuda":
-            res.update(peak_gib=round(torch.cuda.max_memory_allocated(device) / GiB, 2),
-                       peak_reserved_gib=round(torch.cuda.max_memory_reserved(device) / GiB, 2))
+        if device.type == "cuda": res.update(gpu_peaks(device))
         res.update(host_memory())
         res["pinned_gib"] = round(((swap.host_bytes if swap else 0) + (offload.stats.max_host_bytes if offload else 0)) / GiB, 3)
         if swap is not None:

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_memory import GiB, build, host_memory, make_inputs, sync
+from bench_memory import GiB, build, gpu_peaks, host_memory, make_inputs, sync
 from cosmos_nb.dit import DiTConfig
 from cosmos_nb.experiments import get_experiment
 from cosmos_nb.fp8 import convert_to_fp8, fp8_available
@@ -78,8 +78,7 @@ def run(model, inputs, plan, cap, compiled, args, device, ref):
         for q in params: q.grad = None
     finally:
         if device.type == 'cuda':
-            res.update(peak_gib=round(torch.cuda.max_memory_allocated(device) / GiB, 2),
-                       peak_reserved_gib=round(torch.cuda.max_memory_reserved(device) / GiB, 2))
+            res.update(gpu_peaks(device))
             torch.cuda.set_per_process_memory_fraction(1.0, device)
         res.update(host_memory())
         res['pinned_gib'] = round(((swap.host_bytes if swap else 0) + (offload.stats.max_host_bytes if offload else 0)) / GiB, 2)
