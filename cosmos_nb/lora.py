@@ -395,16 +395,16 @@ def merge_lora(model: nn.Module, # the DiT with adapters, or a module holding it
     return model
 
 # %% ../nbs/09_lora.ipynb #82dafc66
-def parse_lora_spec(spec: str | Path, # `PATH` or `PATH:WEIGHT`, e.g. `runs/a/adapter:0.5`
+def parse_lora_spec(text: str | Path, # `PATH` or `PATH:WEIGHT`, e.g. `runs/a/adapter:0.5`
                    ) -> tuple[Path, float]:
-    "`(path, weight)` of a LoRA spec; the weight is 1 when none is given (a `:` followed by no number is part of the path, and so is any suffix of a path that exists)."
-    path, sep, w = str(spec).rpartition(":")
-    if sep and path and not Path(spec).exists():
+    "`(path, weight)` of a LoRA text; the weight is 1 when none is given (a `:` followed by no number is part of the path, and so is any suffix of a path that exists)."
+    path, sep, w = str(text).rpartition(":")
+    if sep and path and not Path(text).exists():
         try: weight = float(w)
-        except ValueError: return Path(spec), 1.0
-        if not math.isfinite(weight): raise ValueError(f"LoRA {spec}: the weight after ':' must be a finite number, not {w!r}")
+        except ValueError: return Path(text), 1.0
+        if not math.isfinite(weight): raise ValueError(f"LoRA {text}: the weight after ':' must be a finite number, not {w!r}")
         return Path(path), weight
-    return Path(spec), 1.0
+    return Path(text), 1.0
 
 
 def lora_specs(value, # None, one spec (`PATH`, `PATH:WEIGHT`, a `(path, weight)` pair) or a list of them

@@ -188,7 +188,7 @@ def test_bad_requests_fail_before_submission(tmp_path):
         req(target=S.DEFAULT_TARGET)
     tiny = dict(target=S.DEFAULT_TARGET, experiment='video2world_tiny_full_synthetic')
     with pytest.raises(SubmitError, match="unknown config key 'trainer.maxiter'"): req(overrides=['trainer.maxiter=3'], **tiny)
-    with pytest.raises(SubmitError, match="bad override value: 'three' is not an integer"): req(overrides=['trainer.max_iter=three'], **tiny)
+    with pytest.raises(SubmitError, match="bad override value: trainer.max_iter: 'three' is not an integer"): req(overrides=['trainer.max_iter=three'], **tiny)
     assert plan_job(overrides=['trainer.max_iter=3'], profile='ci', cluster='local', gpus_per_node=0, folder=logs/'%j', **tiny).world_size == 1
     seen = []
     plan_job('toy', ['a=1'], profile='ci', cluster='local', gpus_per_node=0, target=TOY, check_experiment=lambda *a: seen.append(a))
