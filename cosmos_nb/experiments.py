@@ -46,7 +46,7 @@ class TokenizerChoice:
 class DataConfig:
     "The training videos and how windows are cut from them (upstream `Dataset`, `diffusion/training/datasets/dataset_video.py`)."
     dataset_dir: str = 'datasets/hdvila'
-    source: str = ''                          # where the clips come from: 'hdvila', 'cosmos_nemo_assets', 'synthetic' or '' (your own); picks the fix a missing dataset is reported with
+    source: Literal['', 'hdvila', 'cosmos_nemo_assets', 'synthetic'] = ''   # where the clips come from: 'hdvila', 'cosmos_nemo_assets', 'synthetic' or '' (your own); picks the fix a missing dataset is reported with
     num_frames: int = 121                     # frames per training window (1 + 8k)
     video_size: tuple[int, int] = (720, 1280) # (H, W) every frame is stretched to
     sequence_interval: int = 1                # stride between frames of a window
@@ -56,6 +56,8 @@ class DataConfig:
     pin_memory: bool = True
     latent_cache: str|None = None             # folder written by `cosmos-nb cache-latents`; read instead of running the tokenizer
     text_tokens: int = 512                    # T5 tokens per caption after zero-padding (upstream 512); tiny CPU runs use fewer: faster cross-attention
+
+    def __post_init__(self): check_literals(self)
 
 @dataclass
 class OptimizerConfig:
