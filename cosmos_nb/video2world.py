@@ -356,6 +356,8 @@ class PipelineOptions:
         check_literals(self)
         if self.device is not None and not re.fullmatch(r'cpu|cuda(:\d+)?', self.device):
             raise Video2WorldInputError(f"PipelineOptions.device={self.device!r}: choose 'cuda', 'cuda:N' (a GPU's index) or 'cpu'")
+        if self.swap_blocks and self.offload_diffusion_transformer:
+            raise Video2WorldInputError('--swap_blocks keeps the DiT blocks in CPU memory and --offload_diffusion_transformer the whole DiT: use one')
 
     _repr_markdown_ = _options_table
 
@@ -411,8 +413,6 @@ class Video2WorldPipeline:
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise Video2WorldInputError('--device cuda: no CUDA GPU is visible here; use --device cpu (slow) or run on a GPU machine')
         if o.fp8 and (why := fp8_unsupported(self.device)): raise Video2WorldInputError(f'--fp8: {why}: leave --fp8 out')   # before any model loads
-        if o.swap_blocks and o.offload_diffusion_transformer:
-            raise Video2WorldInputError('--swap_blocks keeps the DiT blocks in CPU memory and --offload_diffusion_transformer the whole DiT: use one')
         self.dtype, self.diffusion_config = as_dtype(o.dtype), o.diffusion or DiffusionConfig()
         self.models = ModelCache()          # the prompt upsampler and the guardrail models, loaded once for this pipeline
         self._t5 = self._model = self._swap = None
