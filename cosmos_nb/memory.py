@@ -6,15 +6,16 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/memory.html.md"""
 
 # %% ../nbs/08a_memory.ipynb #1f483410
 from __future__ import annotations
-import math, os
-from dataclasses import dataclass, replace
+import functools, math, os
+from dataclasses import astuple, dataclass, replace
 
 from .experiments import ExperimentConfig
 
 # %% auto #0
 __all__ = ['GiB', 'WORKING_BYTES_PER_TOKEN_CHANNEL', 'ALLOCATOR_SLACK', 'CUDA_RESERVE_GIB', 'SWAP_PREFETCH', 'OFFLOAD_PREFETCH',
-           'MemoryEstimate', 'step_tokens', 'dit_parameter_counts', 'lora_parameters', 'training_memory',
-           'MemoryBudgetError', 'host_memory_gib', 'memory_plans', 'describe_plan', 'fit_memory_budget']
+           'MemoryEstimate', 'step_tokens', 'dit_parameter_counts', 'lora_parameters', 'kept_attention_blocks',
+           'training_memory', 'MemoryBudgetError', 'host_memory_gib', 'memory_plans', 'describe_plan',
+           'fit_memory_budget']
 
 # %% ../nbs/08a_memory.ipynb #f47c20b9
 GiB = 2**30
@@ -50,8 +51,14 @@ def step_tokens(cfg: ExperimentConfig) -> int:
 
 def dit_parameter_counts(net) -> tuple[int, int]: # a `DiTConfig`
     "(parameters in one transformer block, parameters outside the blocks), counted on the meta device."
+    return _parameter_counts(type(net), astuple(net))
+
+@functools.lru_cache(maxsize=16)
+def _parameter_counts(cls, values: tuple) -> tuple[int, int]:
+    "Build the network once per config on meta (a 7B takes ~0.3 s; the planner asks for it once per plan it weighs)."
     import torch
     from cosmos_nb.dit import VideoExtendDiT
+    net = cls(*values)
     with torch.device('meta'): m = VideoExtendDiT(net)
     block = sum(p.numel() for p in m.blocks['block0'].parameters())
     return block, sum(p.numel() for p in m.parameters()) - block * net.num_blocks
@@ -65,6 +72,12 @@ def lora_parameters(cfg: ExperimentConfig) -> int:
 # %% ../nbs/08a_memory.ipynb #456e1b14
 SWAP_PREFETCH, OFFLOAD_PREFETCH = 1, 2   # `swap_blocks` and `offload_activations` defaults: blocks / saved inputs copied ahead
 
+def kept_attention_blocks(cfg: ExperimentConfig) -> int:
+    "How many blocks keep their self-attention outputs for the backward (`parallel.activation_checkpointing='save_attention'`)."
+    p, nb = cfg.parallel, cfg.net.num_blocks
+    if p.activation_checkpointing != 'save_attention': return 0
+    return nb if p.save_attention_blocks is None else min(p.save_attention_blocks, nb)
+
 def training_memory(cfg: ExperimentConfig, # the run: net, data (tokens), lora, parallel (checkpointing, swapping, offloading)
                     world_size: int = 1) -> MemoryEstimate: # GPUs that share a full fine-tune's state (FSDP2)
     "GPU and host memory of one training step of `cfg` on each GPU."
@@ -72,8 +85,7 @@ def training_memory(cfg: ExperimentConfig, # the run: net, data (tokens), lora, 
     block, rest = dit_parameter_counts(net)
     tokens, D, nb = step_tokens(cfg), net.model_channels, net.num_blocks
     per_block_act = tokens * D * 2                                          # a bf16 B×L×D block input (or attention output)
-    kept = nb if p.activation_checkpointing == 'save_attention' and p.save_attention_blocks is None else \
-           min(p.save_attention_blocks or 0, nb) if p.activation_checkpointing == 'save_attention' else 0
+    kept = kept_attention_blocks(cfg)
     acts = (nb + kept) * per_block_act if p.activation_checkpointing != 'none' else None
     if acts is None: acts = nb * 12 * per_block_act                        # no recompute: every block keeps its intermediates (rough)
     host = 0.0
@@ -115,9 +127,7 @@ def memory_plans(cfg: ExperimentConfig) -> list[ExperimentConfig]:
 
 def describe_plan(cfg: ExperimentConfig) -> str:
     "The memory levers `cfg` pulls, in words."
-    p, nb = cfg.parallel, cfg.net.num_blocks
-    kept = nb if p.activation_checkpointing == 'save_attention' and p.save_attention_blocks is None else \
-           (p.save_attention_blocks or 0) if p.activation_checkpointing == 'save_attention' else 0
+    p, nb, kept = cfg.parallel, cfg.net.num_blocks, kept_attention_blocks(cfg)
     parts = [f'selective checkpointing in {kept} of {nb} blocks' if kept else f'{p.activation_checkpointing} checkpointing']
     if p.swap_blocks: parts.append('block swapping')
     if p.offload_activations: parts.append('activation offloading')

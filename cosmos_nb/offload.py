@@ -7,7 +7,6 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/offload.html.md"""
 # %% ../nbs/06c_offload.ipynb #4d9459a0
 from __future__ import annotations
 import bisect, weakref
-from types import SimpleNamespace
 from collections import deque
 from dataclasses import dataclass, field
 from functools import partial
@@ -16,11 +15,11 @@ import torch
 import torch.nn as nn
 from torch.autograd.graph import saved_tensors_hooks
 
-from .parallelize import checkpointing_mode
+from .parallelize import block_checkpointing
 
 # %% auto #0
-__all__ = ['transformer_blocks', 'model_device', 'host_empty', 'host_copy', 'block_checkpointing', 'SwapStats', 'BlockSwap',
-           'swap_blocks', 'place_for_swapping', 'OffloadStats', 'ActivationOffload', 'offload_activations']
+__all__ = ['transformer_blocks', 'model_device', 'host_empty', 'host_copy', 'SwapStats', 'BlockSwap', 'swap_blocks',
+           'place_for_swapping', 'OffloadStats', 'ActivationOffload', 'offload_activations']
 
 # %% ../nbs/06c_offload.ipynb #d13e9e1b
 def transformer_blocks(model: nn.Module, # a `VideoExtendDiT`, or a module holding one at `.net` (`Video2WorldDiffusion`)
@@ -55,10 +54,6 @@ def host_copy(t: torch.Tensor, # any tensor
     "A CPU copy of `t` (same strides when its memory is dense), pinned if asked."
     return host_empty(t, pin).copy_(t.detach())
 
-
-def block_checkpointing(block: nn.Module) -> str:
-    "'none', 'full' or 'save_attention': how one transformer block recomputes in the backward (`apply_activation_checkpointing` sets it)."
-    return checkpointing_mode(SimpleNamespace(blocks={"block": block}))
 
 # %% ../nbs/06c_offload.ipynb #4c153b7e
 @dataclass
