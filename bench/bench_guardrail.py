@@ -143,7 +143,13 @@ def clip(a):
     H, W = (176, 320) if a.tiny else (704, 1280)
     n = 9 if a.tiny else a.frames
     from cosmos_nb.video import read_video, resize_video, EXAMPLE_MEDIA
-    bg = resize_video(read_video(EXAMPLE_MEDIA/'text2world_example.mp4', stop=n)[0], (H, W)).permute(0, 2, 3, 1).numpy().copy()
+    try: bg = resize_video(read_video(EXAMPLE_MEDIA/'text2world_example.mp4', stop=n)[0], (H, W))
+    except Exception as e:   # no video decoder on this machine (torchcodec/FFmpeg missing): upstream's still image, panned per frame
+        print(f'clip: {type(e).__name__}: the example clip could not be decoded; using video2world_input0.jpg panned over {n} frames',
+              file=sys.stderr)
+        img = torch.from_numpy(np.array(Image.open(EXAMPLE_MEDIA/'video2world_input0.jpg').convert('RGB').resize((W + n, H))))
+        bg = torch.stack([img[:, i:i + W] for i in range(n)]).permute(0, 3, 1, 2)
+    bg = bg.permute(0, 2, 3, 1).numpy().copy()
     face = np.array(Image.open(cbook.get_sample_data('grace_hopper.jpg', asfileobj=False)).convert('RGB').reduce(4 if a.tiny else 2))
     bg[:, 10:10 + face.shape[0], 20:20 + face.shape[1]] = face
     return torch.from_numpy(bg).permute(0, 3, 1, 2).contiguous()

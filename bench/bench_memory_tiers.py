@@ -33,7 +33,7 @@ def parse_args(argv=None):
     p.add_argument('--tiny', action='store_true', help='tiny model on the CPU (checks the script, measures nothing)')
     p.add_argument('--budgets', default='24,40,48,80', help='comma list of memory budgets (GiB), each also the process cap')
     p.add_argument('--compiled', default='80,24', help='budgets whose plan is also run with compiled blocks')
-    p.add_argument('--fp8-budget', type=float, default=24, help='run the FP8 base (bf16 weights dropped) under this budget; 0: skip')
+    p.add_argument('--fp8-budget', default='24', help="comma list of budgets to run the FP8 base (bf16 weights dropped) under; '' or 0: skip")
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--iters', type=int, default=2)
     return p.parse_args(argv)
@@ -125,10 +125,12 @@ def main(argv=None):
                 continue
             done[key] = run(model, inputs, plan, None if args.tiny else budget, comp, args, device, ref)
             print(json.dumps(done[key]), flush=True)
-    if args.fp8_budget and fp8_available(device):
+    fp8_budgets = [float(b) for b in args.fp8_budget.split(',') if b and float(b)]
+    if fp8_budgets and fp8_available(device):
         convert_to_fp8(model, keep_weight=False)
-        plan = fit_memory_budget(replace(recipe, trainer=replace(recipe.trainer, memory_budget_gb=args.fp8_budget, fp8=True)), host_gib=host)
-        print(json.dumps(dict(base='fp8', **run(model, inputs, plan, args.fp8_budget, False, args, device, ref))), flush=True)
+        for budget in fp8_budgets:
+            plan = fit_memory_budget(replace(recipe, trainer=replace(recipe.trainer, memory_budget_gb=budget, fp8=True)), host_gib=host)
+            print(json.dumps(dict(base='fp8', **run(model, inputs, plan, budget, False, args, device, ref))), flush=True)
     print(json.dumps(dict(summary=True, elapsed_s=round(time.perf_counter() - t_start, 1))), flush=True)
 
 

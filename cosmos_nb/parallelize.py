@@ -18,6 +18,7 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 
 from .config import check_literals
 from .dit import DEFAULT_SDPA_BACKENDS, SDPA_BACKENDS, Attention, VideoExtendDiT, naive_attention, sdpa_attention
+from .fp8_attention import fp8_attention
 
 # %% auto #0
 __all__ = ['CHECKPOINT_MODES', 'ParallelConfig', 'set_attention', 'apply_activation_checkpointing', 'block_checkpointing',
@@ -32,7 +33,7 @@ class ParallelConfig:
     activation_checkpointing: Literal['none', 'full', 'save_attention'] = 'full'  # recompute blocks in backward; save_attention keeps self-attention outputs (+0.46 GiB/block at 56k tokens, faster)
     context_parallel: bool = False  # split the tokens over the ranks (generation with --num_gpus N)
     compile: bool = False  # torch.compile each transformer block
-    attention: Literal['sdpa', 'naive'] = 'sdpa'  # 'naive' writes softmax(QKᵀ/√d)V out: the reference, slow
+    attention: Literal['sdpa', 'naive', 'fp8'] = 'sdpa'  # 'naive' writes softmax(QKᵀ/√d)V out (the reference, slow); 'fp8': self-attention in FP8 (generation only, `cosmos_nb.fp8_attention`)
     sdpa_backends: tuple[str, ...] | None = DEFAULT_SDPA_BACKENDS  # SDPA kernels in priority order; None: PyTorch's choice
     save_attention_blocks: int | None = None  # with 'save_attention': only the first N blocks keep their attention outputs, the rest recompute fully
     swap_blocks: bool = False  # frozen block weights wait in pinned host memory, each block copied in just ahead of use (LoRA, generation)
@@ -50,13 +51,13 @@ class ParallelConfig:
 
 # %% ../nbs/06b_parallelize.ipynb #65b1a5be
 def set_attention(model: nn.Module,
-                  impl: str = 'sdpa', # 'sdpa' or 'naive' (the reference)
+                  impl: str = 'sdpa', # 'sdpa', 'naive' (the reference) or 'fp8' (self-attention in FP8, forward only)
                   backends: tuple[str, ...] | None = DEFAULT_SDPA_BACKENDS): # SDPA kernels in priority order; None: PyTorch's choice
-    "Choose the attention function of every `Attention` in `model`."
-    if impl not in ('sdpa', 'naive'): raise ValueError(f"attention {impl!r}: use 'sdpa' or 'naive'")
-    fn = naive_attention if impl == 'naive' else partial(sdpa_attention, backends=tuple(backends) if backends else None)
+    "Choose the attention function of every `Attention` in `model` ('fp8' changes self-attention; cross-attention stays SDPA)."
+    if impl not in ('sdpa', 'naive', 'fp8'): raise ValueError(f"attention {impl!r}: use 'sdpa', 'naive' or 'fp8'")
+    sdpa = partial(sdpa_attention, backends=tuple(backends) if backends else None)
     for m in model.modules():
-        if isinstance(m, Attention): m.attend = fn
+        if isinstance(m, Attention): m.attend = naive_attention if impl == 'naive' else fp8_attention if impl == 'fp8' and m.is_selfattn else sdpa
     return model
 
 # %% ../nbs/06b_parallelize.ipynb #5e4e8edb
