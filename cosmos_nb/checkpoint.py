@@ -7,6 +7,7 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/checkpoint.html.md"""
 # %% ../nbs/10_checkpoint.ipynb #1c08af02
 from __future__ import annotations
 import copy, io, os, pickle, random, re, shutil, time, warnings
+from contextlib import nullcontext
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from torch.distributed.checkpoint import FileSystemReader, FileSystemWriter
 from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner, _EmptyStateDictLoadPlanner
 from torch.distributed.checkpoint.metadata import StorageMeta
+from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
 from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict, get_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict, set_state_dict)
@@ -35,9 +37,9 @@ __all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAP
            'full_model_state_dict', 'full_optimizer_state_dict', 'load_full_model_state_dict',
            'load_full_optimizer_state_dict', 'upstream_model_files', 'gather_upstream_files',
            'save_training_checkpoint', 'load_training_checkpoint', 'SafeFileSystemReader', 'SafeLoadPlanner',
-           'resume_state_dict', 'checkpoint_group', 'CheckpointWriteError', 'dcp_writer', 'Checkpointer',
-           'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint', 'checkpoint_settings', 'data_position',
-           'resume_position']
+           'resume_state_dict', 'checkpoint_group', 'CheckpointWriteError', 'dcp_writer', 'staging_options',
+           'Checkpointer', 'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint', 'checkpoint_settings',
+           'data_position', 'resume_position']
 
 # %% ../nbs/10_checkpoint.ipynb #dd23868c
 LATEST_FILE = 'latest_checkpoint.txt'                         # names the newest complete checkpoint's `iter_N.pt`
@@ -398,6 +400,23 @@ def _already_written(path: Path):
     "A member written before the DCP save started (upstream's consolidated files): listed in the manifest, nothing to do."
     if not path.exists(): raise FileNotFoundError(f'{path} should have been written before the manifest')
 
+# %% ../nbs/10_checkpoint.ipynb #721caa0a
+def staging_options(cuda: bool) -> StagingOptions: # True: the state is on a GPU
+    "How an asynchronous save copies the state to host memory: in a background thread; pinned, non-blocking copies from a GPU."
+    return StagingOptions(use_pinned_memory=cuda, use_shared_memory=False, use_async_staging=True, use_non_blocking_copy=cuda)
+
+def _tensors(obj):
+    "The tensors of a nested state dict."
+    if torch.is_tensor(obj): yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values(): yield from _tensors(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj: yield from _tensors(v)
+
+def _state_device(sd: dict) -> torch.device|None:
+    "The CUDA device of the first CUDA tensor in `sd` (None: the state is on the CPU)."
+    return next((t.device for t in _tensors(sd) if t.device.type == 'cuda'), None)
+
 # %% ../nbs/10_checkpoint.ipynb #67d1a4f6
 def _why(error: BaseException) -> str:
     "One line on why a save failed: DCP's `CheckpointException` names each failed rank's own exception."
@@ -416,7 +435,10 @@ class Checkpointer:
             raise ValueError('checkpoint.async_save=true needs checkpoint.format=dcp (rank 0 writes the pt files in place): set one of them')
         self.dir, self.format, self.async_save, self.keep_last = Path(ckpt_dir), format, async_save, keep_last
         self.pending: tuple[int, Future]|None = None    # (iteration, done when committed) of the save in flight
-        self.blocked: list[float] = []                  # seconds each `save` held its caller
+        self.staging: Future|None = None                # done when the save in flight has its own copy of the state
+        self.stager: DefaultStager|None = None          # async dcp: copies the state to host memory (buffers reused across saves)
+        self._stager_cuda = False                       # whether `stager` was made for a state on a GPU
+        self.blocked: list[float] = []                  # seconds each save held training: `save` plus its `wait_for_staging`
 
     def __repr__(self): return f'Checkpointer({str(self.dir)!r}, format={self.format!r}, async_save={self.async_save})'
 
@@ -424,7 +446,8 @@ class Checkpointer:
              state: dict|None=None, # more trainer state for the manifest (the data position)
              consolidate: bool=True, # dcp: also write upstream's iter_N_reg_model.pt / _ema_model.pt now
              lora: bool=False, reg_dtype: torch.dtype|None=None, samples_seen: int=0):
-        "Checkpoint `iteration` (every rank calls it); returns once training may go on."
+        "Checkpoint `iteration` (every rank calls it); returns once training may go on (async dcp: call `wait_for_staging` before changing the state)."
+        self.wait_for_staging()                                              # the previous save's copy, counted in its own `blocked`
         t0 = time.perf_counter()
         self.wait()
         if self.format == 'pt':
@@ -464,8 +487,26 @@ class Checkpointer:
                 if rank0: commit()
                 done.set_result(iteration)
             except BaseException as e: done.set_exception(e)
-        dcp.async_save(sd, **kw).add_done_callback(finish)                    # returns once the state is copied to the CPU
+        dev = _state_device(sd)
+        if self.stager is None or self._stager_cuda != (dev is not None):
+            if self.stager is not None: self.stager.close()
+            with torch.cuda.device(dev) if dev is not None else nullcontext():   # its copy stream on this rank's GPU
+                self.stager, self._stager_cuda = DefaultStager(staging_options(dev is not None)), dev is not None
+        if dev is not None: torch.cuda.synchronize(dev)                       # the copy reads finished values (the last step's kernels)
+        response = dcp.async_save(sd, async_stager=self.stager, **kw)         # returns while the copy runs in the stager's thread
+        upload, self.staging = ((response.upload_completion, response.staging_completion)
+                                if hasattr(response, 'upload_completion') else (response, None))   # a bare Future: staged already
+        upload.add_done_callback(finish)
         self.pending = (iteration, done)
+
+    def wait_for_staging(self):
+        "Block until the save in flight has copied the state (call it before changing weights, optimizer state or EMA); no collectives."
+        if self.staging is None: return
+        staging, self.staging = self.staging, None
+        t0 = time.perf_counter()
+        try: staging.result()
+        except BaseException: pass                                            # the write fails with it: `wait` reports it on every rank
+        if self.blocked: self.blocked[-1] += time.perf_counter() - t0
 
     def _agree(self, iteration: int, error: BaseException|None):
         "Raise `CheckpointWriteError` on every rank if the save of `iteration` failed on any (a collective)."
@@ -481,6 +522,7 @@ class Checkpointer:
 
     def wait(self) -> int|None:
         "Block until the save in flight is committed (every rank calls it); `CheckpointWriteError` on every rank if it failed."
+        self.wait_for_staging()
         if self.pending is None: return None
         iteration, done = self.pending
         self.pending = None
@@ -491,12 +533,14 @@ class Checkpointer:
         return iteration
 
     def close(self):
-        "Let the save in flight finish without collectives (the way out of an exception); a failure becomes a warning."
-        if self.pending is None: return
-        iteration, done = self.pending
-        self.pending = None
-        try: done.result()
-        except BaseException as e: warnings.warn(f'checkpoint {iteration} in {self.dir} was not written ({type(e).__name__}: {e})')
+        "Let the save in flight finish without collectives (the way out of an exception), a failure becoming a warning; free the staging buffers."
+        self.staging = None
+        if self.pending is not None:
+            iteration, done = self.pending
+            self.pending = None
+            try: done.result()
+            except BaseException as e: warnings.warn(f'checkpoint {iteration} in {self.dir} was not written ({type(e).__name__}: {e})')
+        if self.stager is not None: self.stager.close(); self.stager = None
 
 # %% ../nbs/10_checkpoint.ipynb #5b57d3df
 def _saved_keys(folder: Path) -> set[str]:

@@ -509,6 +509,7 @@ def step(self: Trainer, batches: list[dict]) -> dict:
                                  f'in {self.ckpt_dir}. Lower optimizer.lr or check the data, then resume with trainer.resume=auto.')
     grad_norm = clip_gradients(self.params, self.cfg.trainer.clip_grad_norm)
     lr = self.optimizer.param_groups[0]['lr']
+    self.checkpointer.wait_for_staging()                          # an asynchronous save's copy of the state is done before it changes
     self.optimizer.step(); self.scheduler.step()
     if self.ema is not None: self.ema.update(it)
     self.optimizer.zero_grad(set_to_none=True)

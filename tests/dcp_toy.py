@@ -111,6 +111,7 @@ def train(world: int, steps: int, dir: str = '', parallel: str = 'none', format:
             loss.backward()
             mean = loss.detach().clone()
             if dist.is_initialized(): dist.all_reduce(mean); mean /= world
+            if ck is not None: ck.wait_for_staging()                 # as the trainer: a save's copy is done before the state changes
             opt.step(); sched.step(); ema.update(); opt.zero_grad(set_to_none=True)
             it += 1
             losses.append((it, mean.item()))

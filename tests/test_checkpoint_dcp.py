@@ -2,7 +2,7 @@
 ranks and resumed on 2 (FSDP2 and DDP) with the loss trajectory of the uninterrupted run; a SIGKILL during an asynchronous
 save leaves the previous checkpoint in use; upstream's consolidated files equal the single-file format's, written live and
 exported from DCP; a failed background write is raised and never becomes latest."""
-import json, os, signal, subprocess, sys, time
+import json, os, signal, subprocess, sys, threading, time
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ import torch
 
 from cosmos_nb import checkpoint as ck
 from cosmos_nb.checkpoint import (DCP, EMA_MODEL, LATEST_FILE, REG_MODEL, CheckpointWriteError, Checkpointer,
-                                  consolidate_checkpoint, find_resume_checkpoint, list_checkpoints, read_checkpoint)
+                                  consolidate_checkpoint, find_resume_checkpoint, list_checkpoints, read_checkpoint, read_dcp)
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT/'tests'))
@@ -125,6 +125,40 @@ def test_a_failed_background_write_is_raised_and_never_becomes_latest(tmp_path, 
     monkeypatch.undo()
     c.save(3, model, opt, ema=ema, consolidate=False); c.wait()         # the next save works again
     assert list_checkpoints(tmp_path) == [1, 3]
+
+
+def test_an_asynchronous_save_stages_in_the_background_and_blocked_counts_the_staging_wait(tmp_path):
+    """`save` returns before the state is copied to host memory; `wait_for_staging` (where the trainer's next optimizer step
+    is) holds the caller until it is, and that wait counts in the save's `blocked`; changes to weights, moments and EMA made
+    right after it do not reach the checkpoint. The copy is held back by a gate so the order is certain, not a race."""
+    model = dcp_toy.make_model(); opt = torch.optim.AdamW(model.parameters()); ema = dcp_toy.EMA(model)
+    model(torch.randn(2, 6, dtype=torch.float64)).sum().backward(); opt.step()        # moments to save
+    c = Checkpointer(tmp_path, 'dcp', async_save=True)
+    c.save(1, model, opt, ema=ema, consolidate=False); c.wait()                        # the first save makes the stager
+    stager, gate = c.stager, threading.Event()
+    copy = stager._stage                                  # DefaultStager's copy, run in its own thread (private: test only)
+    stager._stage = lambda sd, **kw: (gate.wait(30), copy(sd, **kw))[1]
+    want = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    want_ema = [s.clone() for s in ema.shadow]
+    want_avg = opt.state[model[0].weight]['exp_avg'].clone()
+    c.save(2, model, opt, ema=ema, consolidate=False)
+    assert c.stager is stager and c.staging is not None and not c.staging.done()    # returned with the copy still to do
+    saved_call = c.blocked[1]
+    threading.Timer(0.5, gate.set).start()
+    t0 = time.perf_counter(); c.wait_for_staging(); waited = time.perf_counter() - t0
+    assert gate.is_set() and waited > 0.3                                            # it waited for the copy
+    assert c.blocked[1] == pytest.approx(saved_call + waited, abs=0.01) and len(c.blocked) == 2
+    with torch.no_grad():                                                            # the next optimizer step and EMA update
+        for p in model.parameters(): p.add_(1.0)
+        opt.state[model[0].weight]['exp_avg'].add_(1.0)
+        for s in ema.shadow: s.add_(1.0)
+    assert c.wait() == 2 and c.blocked[1] == pytest.approx(saved_call + waited, abs=0.01)   # nothing left to count
+    c.close()
+    assert c.stager is None                                                          # its host buffers are released
+    got = read_dcp(find_resume_checkpoint(tmp_path).path(DCP))
+    assert all(torch.equal(got['model'][k], v) for k, v in want.items()) and set(got['model']) == set(want)
+    assert all(torch.equal(got['ema'][n], s) for n, s in zip(ema.names, want_ema))
+    assert torch.equal(got['optim']['state']['0.weight']['exp_avg'], want_avg)
 
 
 def test_an_old_style_checkpoint_resumes_and_the_run_goes_on_in_dcp(tmp_path, reference):
