@@ -146,6 +146,9 @@ def build_model(cfg: ExperimentConfig, env: DistEnv, tokenizer=None) -> tuple[nn
         raise ValueError('LoRA runs replicate the frozen base on every GPU as upstream does: set parallel.data_parallel=ddp')
     if p.context_parallel:
         raise ValueError('parallel.context_parallel=true splits the tokens of one video for generation; training splits the batch: set it false')
+    if p.attention == 'fp8':
+        raise ValueError('parallel.attention=fp8 is FP8 self-attention for generation: it has no backward, so a run cannot train with it; '
+                         'set parallel.attention=sdpa')
     if (p.swap_blocks or p.offload_activations) and p.activation_checkpointing == 'none':
         raise ValueError('parallel.swap_blocks and parallel.offload_activations work on checkpointed blocks (nothing inside a block may stay '
                          'saved for the backward): set parallel.activation_checkpointing=full or save_attention')

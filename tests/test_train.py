@@ -275,6 +275,14 @@ def test_resume_none_refuses_to_overwrite_and_explicit_resume_paths(world, tmp_p
     assert not dist.is_initialized()
 
 
+def test_fp8_attention_is_refused_for_training_before_the_model_is_built(world, tmp_path, monkeypatch, one_thread):
+    "parallel.attention=fp8 has no backward (generation only): the run stops before the DiT is built or any checkpoint written."
+    monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path))
+    monkeypatch.setattr(T, 'start_weights', lambda cfg: pytest.fail('the starting weights were read'))
+    with pytest.raises(ValueError, match='parallel.attention=fp8 .* no backward.*set parallel.attention=sdpa'):
+        T.train(TINY['lora'], overrides('lora', world)[:2] + ['parallel.attention=fp8'])
+    assert not dist.is_initialized() and not list_checkpoints(run_dir(tmp_path, 'lora')/'checkpoints')
+
 def test_cached_latents_equal_the_online_encoding_and_train(world, tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv('OUTPUT_ROOT', str(tmp_path/'runs'))
     cfg_over = [f'data.dataset_dir={world/"shapes"}']
