@@ -38,8 +38,8 @@ __all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAP
            'load_full_optimizer_state_dict', 'upstream_model_files', 'gather_upstream_files',
            'save_training_checkpoint', 'load_training_checkpoint', 'SafeFileSystemReader', 'SafeLoadPlanner',
            'resume_state_dict', 'checkpoint_group', 'CheckpointWriteError', 'dcp_writer', 'staging_options',
-           'Checkpointer', 'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint', 'checkpoint_settings',
-           'data_position', 'resume_position']
+           'make_stager', 'Checkpointer', 'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint',
+           'checkpoint_settings', 'data_position', 'resume_position']
 
 # %% ../nbs/10_checkpoint.ipynb #dd23868c
 LATEST_FILE = 'latest_checkpoint.txt'                         # names the newest complete checkpoint's `iter_N.pt`
@@ -405,6 +405,13 @@ def staging_options(cuda: bool) -> StagingOptions: # True: the state is on a GPU
     "How an asynchronous save copies the state to host memory: in a background thread; pinned, non-blocking copies from a GPU."
     return StagingOptions(use_pinned_memory=cuda, use_shared_memory=False, use_async_staging=True, use_non_blocking_copy=cuda)
 
+def make_stager(cuda: bool) -> DefaultStager: # True: the state is on a GPU
+    "DCP's stager with `staging_options`, able to copy what FSDP2's sharded tensors (DTensors) reduce to on every torch we support."
+    stager = DefaultStager(staging_options(cuda))
+    copies = getattr(getattr(stager, '_state_dict_stager', None), '_deepcopy_dispatch', None)
+    if copies is not None: copies.setdefault(type, copy._deepcopy_atomic)   # torch 2.11's table lacks classes: a DTensor failed to stage
+    return stager
+
 def _tensors(obj):
     "The tensors of a nested state dict."
     if torch.is_tensor(obj): yield obj
@@ -491,7 +498,7 @@ class Checkpointer:
         if self.stager is None or self._stager_cuda != (dev is not None):
             if self.stager is not None: self.stager.close()
             with torch.cuda.device(dev) if dev is not None else nullcontext():   # its copy stream on this rank's GPU
-                self.stager, self._stager_cuda = DefaultStager(staging_options(dev is not None)), dev is not None
+                self.stager, self._stager_cuda = make_stager(dev is not None), dev is not None
         if dev is not None: torch.cuda.synchronize(dev)                       # the copy reads finished values (the last step's kernels)
         response = dcp.async_save(sd, async_stager=self.stager, **kw)         # returns while the copy runs in the stager's thread
         upload, self.staging = ((response.upload_completion, response.staging_completion)
