@@ -100,6 +100,8 @@ def section_kernel(a, gen):
             row['fp8_kernel_s'] = round(timed(lambda: cudnn_fp8_sdpa(q8, k8, v8, dq, dk, dv, 1 / dv)), 5)
             row['fp8_compiled_s'] = round(timed(lambda: compiled(q, k, v)), 5)
             o8 = compiled(q, k, v)
+            k_other = k.transpose(1, 2).contiguous().transpose(1, 2)          # the same keys laid out (B, h, S, d), as compiled code may pass them
+            row['fp8_other_key_layout_vs_fp8'] = rel(fp8_attention(q, k_other, v), fp8_attention(q, k, v))
             row.update(fp8_vs_fp32=rel(o8[:1, sub], ref), fp8_vs_bf16=rel(o8, ob),
                        fp8_unsmoothed_vs_fp32=rel(fp8_attention(q[:1], k[:1], v[:1], smooth_keys=False)[:, sub], ref))
         for n in ('bf16', 'fp8_kernel', 'fp8_compiled'): row[f'{n}_tflops'] = round(flops / row[f'{n}_s'] / 1e12, 1)
@@ -171,6 +173,7 @@ def section_forward(a, gen):
                  rel_err_vs_ours_bf16=rel(out, ref), peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2))
             del out
     del net, ref; free()
+    if a.no_diffusers: return results
     try:
         from diffusers import CosmosTransformer3DModel
         from cosmos_nb.diffusers_format import diffusers_config
@@ -247,6 +250,7 @@ def main(argv=None):
     p.add_argument('--seq', type=int, default=56320, help='tokens for the kernel and linears sections (56,320 = 121×704×1280)')
     p.add_argument('--quality-frames', type=int, default=57)
     p.add_argument('--quality-steps', type=int, default=5)
+    p.add_argument('--no-diffusers', action='store_true', help='forward section: ours only')
     p.add_argument('--diffusers-default-sdpa', action='store_true', help="also time diffusers with PyTorch's own SDPA choice")
     p.add_argument('--out', default=None, help='also write the JSON lines here')
     a = p.parse_args(argv)

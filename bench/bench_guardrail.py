@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cosmos_nb.guardrail import (FaceDetector, RetinaFace, RetinaFaceConfig, RetinaFaceFilter, SafetyClassifier, ContentFilter,
+from cosmos_nb.guardrail import (FaceDetector, GuardrailDependencyError, RetinaFace, RetinaFaceConfig, RetinaFaceFilter, SafetyClassifier, ContentFilter,
                                  blur_faces)
 from cosmos_nb.runtime import free_memory
 
@@ -168,10 +168,13 @@ def main(argv=None):
     if 'faces' in a.stages:
         res.update(bench_retinaface(a, device, video))
         import cv2
-        det = FaceDetector()
-        with Timer(torch.device('cpu')) as t: _, found = blur_faces(video, det)
-        res.update(haar_faces_s=round(t.s, 2), faces_frames=len(video), faces_size=list(video.shape[2:]), faces_found=sum(map(len, found)),
-                   faces_frames_with_face=sum(len(b) > 0 for b in found), cv2=cv2.__version__, cv2_threads=cv2.getNumThreads())
+        try:
+            det = FaceDetector()
+            with Timer(torch.device('cpu')) as t: _, found = blur_faces(video, det)
+            res.update(haar_faces_s=round(t.s, 2), faces_frames=len(video), faces_size=list(video.shape[2:]), faces_found=sum(map(len, found)),
+                       faces_frames_with_face=sum(len(b) > 0 for b in found), cv2_threads=cv2.getNumThreads())
+        except GuardrailDependencyError as e: res.update(haar_error=str(e)[:300])   # e.g. OpenCV 5, which removed the Haar detectors
+        res.update(cv2=cv2.__version__)
     line = json.dumps(res)
     print(line)
     if a.out: Path(a.out).write_text(line + '\n')

@@ -17,6 +17,7 @@ CPU dry run:
 Prints one JSON line (and writes it to --out if given).
 """
 import argparse, json, math, sys, time
+import psutil
 from pathlib import Path
 
 import torch
@@ -31,6 +32,9 @@ from cosmos_nb.fp8 import convert_to_fp8, fp8_available, fp8_layers
 from cosmos_nb.tokenizer import CausalVideoTokenizer, LatentNormalizer, TokenizerConfig
 from cosmos_nb.runtime import free_memory
 from cosmos_nb.video2world import OffloadingTokenizer
+from cosmos_nb.fp8_attention import fp8_attention_unsupported
+from cosmos_nb.runtime import use_compile_cache
+from cosmos_nb.video import write_video
 
 
 def parse_args(argv=None):
@@ -51,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument('--fp8', action='store_true', help='run the DiT block Linears in FP8 e4m3 (cosmos_nb.fp8.convert_to_fp8)')
     p.add_argument('--fp8-keep-weight', action='store_true', help='with --fp8: keep the bf16 weights beside the fp8 ones (default: drop them, inference only)')
     p.add_argument('--fp8-fast-accum', action='store_true', help='with --fp8: _scaled_mm use_fast_accum=True')
+    p.add_argument('--fp8-attention', action='store_true', help='self-attention in FP8 (cosmos_nb.fp8_attention, cuDNN; --fp8_attention)')
+    p.add_argument('--compile-cache', default=None, help="with --compile: keep torch.compile's caches here (cosmos_nb.runtime.use_compile_cache; 'none': PyTorch's default)")
+    p.add_argument('--write-mp4', default=None, help='write the video here (cosmos_nb.video.write_video) and report process_to_mp4_s: from the process start')
     p.add_argument('--fp8-compare', action='store_true',
                    help='with --fp8: first generate the same video in bf16 (same seed; not timed) and report the PSNR of the FP8 '
                         'video against it and the relative error of the final latents (doubles the run time: use fewer --steps/--frames)')
@@ -75,10 +82,12 @@ def main(argv=None):
     net = net.to(dtype).to_empty(device=device)                   # allocated once, in the compute dtype
     net.init_weights()
     net = set_attention(net.eval().requires_grad_(False), 'sdpa', backends)
-    if a.fp8_compare and not a.fp8: sys.exit('--fp8-compare needs --fp8')
+    quality = {}
+    if a.fp8_compare and not (a.fp8 or a.fp8_attention): sys.exit('--fp8-compare needs --fp8 or --fp8-attention')
     if a.fp8_compare and a.offload: sys.exit('--fp8-compare runs two generations: leave out --offload')
     if a.fp8 and not fp8_available(device): sys.exit('--fp8: this GPU has no FP8 matmuls (needs compute capability >= 8.9)')
     if a.compile:
+        quality['compile_cache'] = str(use_compile_cache(a.compile_cache))
         compile_blocks(net)
     tok = CausalVideoTokenizer(TokenizerConfig.tiny() if a.tiny else TokenizerConfig.cv8x8x8())
     tok.normalizer = LatentNormalizer.identity(tok.latent_channels)
@@ -106,15 +115,19 @@ def main(argv=None):
 
     frames = torch.randint(0, 256, (1, 3, a.input_frames, a.height, a.width), dtype=torch.uint8)
     emb, neg = torch.randn(1, 512, cfg.crossattn_emb_channels) * 0.1, torch.randn(1, 512, cfg.crossattn_emb_channels) * 0.1
-    quality = {}
-    if a.fp8:
+    if a.fp8 or a.fp8_attention:
         if a.fp8_compare:  # the bf16 reference from the same seed (not timed)
             ref_video, ref_latent = model.generate(frames.to(device), emb.to(device), neg.to(device), num_frames=a.frames, seed=1,
                                                    num_steps=a.steps, return_latent=True)
             ref_video, ref_latent = ref_video.cpu(), ref_latent.float().cpu()
             step_times.clear(); times.update(encode=0.0, decode=0.0)
-        convert_to_fp8(net, keep_weight=a.fp8_keep_weight, fast_accum=a.fp8_fast_accum)
-        quality.update(fp8_layers=len(fp8_layers(net)), fp8_keep_weight=a.fp8_keep_weight, fp8_fast_accum=a.fp8_fast_accum)
+        if a.fp8:
+            convert_to_fp8(net, keep_weight=a.fp8_keep_weight, fast_accum=a.fp8_fast_accum)
+            quality.update(fp8_layers=len(fp8_layers(net)), fp8_keep_weight=a.fp8_keep_weight, fp8_fast_accum=a.fp8_fast_accum)
+        if a.fp8_attention:
+            if why := fp8_attention_unsupported(device, cfg.head_dim): sys.exit(f'--fp8-attention: {why}')
+            set_attention(net, 'fp8')
+        quality['fp8_attention'] = a.fp8_attention
     if a.swap_blocks:
         if a.offload: sys.exit('--swap-blocks and --offload: use one (as the pipeline)')
         swap = swap_blocks(net)
@@ -133,6 +146,9 @@ def main(argv=None):
         print(json.dumps(res)); return res
     sync(device)
     total = time.perf_counter() - t0
+    if a.write_mp4:
+        write_video(a.write_mp4, video[0].permute(1, 0, 2, 3).cpu(), fps=24)
+        quality.update(mp4=a.write_mp4, process_to_mp4_s=round(time.time() - psutil.Process().create_time(), 2))
     if a.fp8_compare:
         mse = (video.cpu().float() - ref_video.float()).square().mean().item()
         quality.update(fp8_video_psnr_db=round(10 * math.log10(255**2 / mse), 2) if mse > 0 else float('inf'),

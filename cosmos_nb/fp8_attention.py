@@ -31,13 +31,13 @@ def emulated_fp8_sdpa(q8, k8, v8, # (B, S, h, d) e4m3 queries, keys, values
                       descale_q, descale_k, descale_v, # 0-d float32: real = stored · descale
                       scale_o, # 0-d float32: o is stored as o·scale_o
                       chunk: int = 1024, # queries per block (bounds the memory of the scores)
-                     ) -> torch.Tensor: # (B, Sq, h, d) e4m3
+                     ) -> torch.Tensor: # (B, Sq, h, d) e4m3, contiguous
     "The FP8 attention kernel's arithmetic in float32, chunked over queries: any device."
     q = (q8.float() * descale_q).transpose(1, 2)                            # B, h, Sq, d
     k, v = ((t.float() * s).transpose(1, 2) for t, s in ((k8, descale_k), (v8, descale_v)))  # B, h, Sk, d
     out = [torch.softmax(qc @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), -1) @ v for qc in q.split(chunk, dim=2)]
     o = torch.cat(out, 2).transpose(1, 2)                                    # B, Sq, h, d
-    return (o * scale_o).clamp(-E4M3_MAX, E4M3_MAX).to(FP8)
+    return (o * scale_o).clamp(-E4M3_MAX, E4M3_MAX).to(FP8).contiguous()
 
 # %% ../nbs/06d_fp8_attention.ipynb #5eedc0a3
 CUDNN_FRONTEND_INSTALL = "pip install 'nvidia-cudnn-frontend>=1.16'   (or: pip install 'cosmos-nb[fp8-attention]')"
@@ -53,19 +53,19 @@ def _cudnn_handle(device_index: int):
     with torch.cuda.device(device_index): return cudnn_frontend().create_handle()
 
 @functools.lru_cache(maxsize=64)
-def _cudnn_fp8_graph(shape: tuple, strides: tuple, device_index: int):
-    "A built cuDNN FP8 SDPA graph for (B, S, h, d) e4m3 q, k, v, o with these strides, and its tensor handles."
+def _cudnn_fp8_graph(shapes: tuple, strides: tuple, device_index: int):
+    "A built cuDNN FP8 SDPA graph for (B, S, h, d) e4m3 q, k, v of these shapes and strides (o contiguous), and its tensor handles."
     cudnn = cudnn_frontend()
     e4m3, f32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
     g = cudnn.pygraph(io_data_type=e4m3, intermediate_data_type=f32, compute_data_type=f32, handle=_cudnn_handle(device_index))
-    B, S, H, D = shape
-    dim, stride = [B, H, S, D], [strides[0], strides[2], strides[1], strides[3]]        # cuDNN's order is (B, h, S, d)
-    q, k, v = (g.tensor(name=n, dim=dim, stride=stride, data_type=e4m3) for n in 'qkv')
+    bhsd = lambda t: [t[0], t[2], t[1], t[3]]                                          # cuDNN's order is (B, h, S, d)
+    q, k, v = (g.tensor(name=n, dim=bhsd(sh), stride=bhsd(st), data_type=e4m3) for n, sh, st in zip('qkv', shapes, strides))
+    B, S, H, D = shapes[0]
     scalars = [g.tensor(name=n, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=f32) for n in ('dq', 'dk', 'dv', 'ds', 'ss', 'so')]
     o, _, amax_s, amax_o = g.sdpa_fp8(q=q, k=k, v=v, descale_q=scalars[0], descale_k=scalars[1], descale_v=scalars[2],
                                       descale_s=scalars[3], scale_s=scalars[4], scale_o=scalars[5], is_inference=True,
                                       attn_scale=1 / math.sqrt(D), use_causal_mask=False, name='fp8_sdpa')
-    o.set_output(True).set_dim(dim).set_stride(stride).set_data_type(e4m3)
+    o.set_output(True).set_dim([B, H, S, D]).set_stride([S * H * D, D, H * D, 1]).set_data_type(e4m3)   # a contiguous (B, S, h, d)
     for t in (amax_s, amax_o): t.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(f32)
     g.validate(); g.build_operation_graph()
     g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
@@ -75,8 +75,9 @@ def _cudnn_fp8_graph(shape: tuple, strides: tuple, device_index: int):
 def cudnn_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, scale_o) -> torch.Tensor:
     "cuDNN's FP8 flash attention (same arguments and result as `emulated_fp8_sdpa`); CUDA, compute capability ≥ 9.0."
     dev = q8.device.index if q8.device.index is not None else torch.cuda.current_device()
-    g, (q, k, v, dq, dk, dv, ds, ss, so, o, amax_s, amax_o) = _cudnn_fp8_graph(tuple(q8.shape), tuple(q8.stride()), dev)
-    out = torch.empty_like(q8)
+    g, (q, k, v, dq, dk, dv, ds, ss, so, o, amax_s, amax_o) = _cudnn_fp8_graph(
+        tuple(tuple(t.shape) for t in (q8, k8, v8)), tuple(t.stride() for t in (q8, k8, v8)), dev)   # each with its own strides
+    out = torch.empty(q8.shape, dtype=q8.dtype, device=q8.device)
     one = lambda x: x.reshape(1, 1, 1, 1).float().contiguous()
     p_scale = torch.full((1, 1, 1, 1), E4M3_MAX, device=q8.device)        # probabilities (≤ 1) are stored ×448
     amax = torch.empty(2, 1, 1, 1, device=q8.device)
@@ -93,10 +94,10 @@ def fp8_sdpa(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, descale_q: to
              descale_v: torch.Tensor, scale_o: torch.Tensor) -> torch.Tensor:
     "FP8 attention of (B, S, h, d) e4m3 q, k, v -> e4m3 o (B, Sq, h, d): cuDNN on CUDA, the float32 emulation elsewhere."
     if q8.is_cuda: return cudnn_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, scale_o)
-    return emulated_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, scale_o)
+    return emulated_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, scale_o)   # contiguous: compiled code checks the strides
 
 @fp8_sdpa.register_fake
-def _(q8, k8, v8, descale_q, descale_k, descale_v, scale_o): return torch.empty_like(q8)
+def _(q8, k8, v8, descale_q, descale_k, descale_v, scale_o): return q8.new_empty(q8.shape)   # contiguous, as both kernels return it
 
 # %% ../nbs/06d_fp8_attention.ipynb #aa164647
 def fp8_attention(q, k, v, # q (B, Sq, h, d); k, v (B, Sk, h, d)
