@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .config import atomic_write, atomic_torch_save, check_literals, config_to_dict, load_settings, _literal_choices
 from .runtime import (CheckpointLoadError, FeatureNotAvailableWarning, ModelCache, as_dtype, expandable_cuda_segments, free_memory, is_main_process,
-                               on_device)
+                               on_device, use_compile_cache)
 from .layout import (DIT_DIR, TOKENIZER_DIR, POST_TRAINED, POST_TRAINED_LORA, MODEL_CONFIG_FILE, post_trained_dir,
                               dit_preset, read_model_config, write_model_config)
 from .video import VideoError, read_video, video_info, resize_video, to_unit, write_video, contact_sheet, INFERENCE_DIVISOR
@@ -31,19 +31,20 @@ from .dit import DiTConfig, VideoExtendDiT, load_dit_checkpoint, dit_state_dict_
 from .parallelize import ParallelConfig, parallelize
 from .offload import place_for_swapping, swap_blocks
 from .fp8 import convert_to_fp8, fp8_unsupported
+from .fp8_attention import fp8_attention_unsupported
 from .diffusion import DiffusionConfig, Video2WorldDiffusion, logvar_head
 from .experiments import LoRAConfig
 from .lora import (read_lora_checkpoint, load_lora_checkpoint, lora_layers, merge_lora, lora_specs, merge_lora_adapters,
                             add_lora_adapters)
-from .diffusers_format import find_diffusers_transformer, read_diffusers_transformer
+from .diffusers_format import CONFIG_NAME, dit_config_from_diffusers, find_diffusers_transformer, read_diffusers_transformer
 
 # %% auto #0
 __all__ = ['DEFAULT_NEGATIVE_PROMPT', 'MAX_VIDEO_FRAMES', 'SIZE_MULTIPLE', 'MissingCheckpointError', 'ModelFiles',
            'find_model_files', 'Video2WorldInputError', 'load_conditioning_frames', 'Video2WorldJob', 'read_batch_file',
            'check_request', 'prompt_upsampler_available', 'upsample_prompt', 'guardrail_text', 'guardrail_video',
-           'load_video2world_dit', 'OffloadingTokenizer', 'option', 'add_option_flags', 'options_from_args',
-           'PipelineOptions', 'GenerationOptions', 'GeneratedVideo', 'Video2WorldPipeline', 'video2world_parser',
-           'video2world_main']
+           'load_video2world_dit', 'read_dit_config', 'OffloadingTokenizer', 'option', 'add_option_flags',
+           'options_from_args', 'PipelineOptions', 'GenerationOptions', 'GeneratedVideo', 'Video2WorldPipeline',
+           'video2world_parser', 'video2world_main']
 
 # %% ../nbs/13_video2world.ipynb #1a2e7624
 DEFAULT_NEGATIVE_PROMPT = (
@@ -253,6 +254,14 @@ def load_video2world_dit(path: str|Path, # model.pt: released, post-trained, or 
     if verbose: print(f'{path}: {len(rep.loaded)} tensors' + ''.join(f'; {n}' for n in notes))
     return net.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
+# %% ../nbs/13_video2world.ipynb #93d736e6
+def read_dit_config(path: str|Path, # model.pt, or a diffusers transformer (pipeline) folder
+                  ) -> DiTConfig:
+    "The sizes of the DiT at `path` (the `DiTConfig` `load_video2world_dit` builds), from its config files alone: no weight is read."
+    if (folder := find_diffusers_transformer(path)) is not None:
+        return dit_config_from_diffusers(json.loads((folder/CONFIG_NAME).read_text()), source=str(folder/CONFIG_NAME))
+    return read_model_config(Path(path).parent)
+
 # %% ../nbs/13_video2world.ipynb #083c7ec8
 class OffloadingTokenizer(NormalizedTokenizer):
     "A `NormalizedTokenizer` that computes on `device` and, with `offload`, waits on the CPU in between; `before_decode` runs first in `decode`."
@@ -344,7 +353,15 @@ class PipelineOptions:
     dtype: Literal['bfloat16', 'float16', 'float32'] = option('bfloat16', 'DiT and tokenizer precision (upstream: bfloat16)')  # T5: float32
     fp8: bool = option(False, "run the DiT's block Linears in FP8 e4m3 (needs compute capability >= 8.9: Ada, H100, H200, Blackwell); "
                               '~2 % output difference, 8 % faster generation on an H100')
+    fp8_attention: bool = option(False, "run the DiT's self-attention in FP8 e4m3 (cuDNN's FP8 flash attention: compute capability >= 9.0, "
+                                        "H100, H200, Blackwell, and pip install 'cosmos-nb[fp8-attention]'; emulated in float32 on the CPU): "
+                                        'faster steps where attention dominates (720p), at the price of e4m3 rounding in every attention; '
+                                        'combines with --fp8 and --compile')
     compile: bool = option(False, 'torch.compile the DiT blocks: ~20 s of compilation once, then ~8 % faster steps')
+    compile_cache: str|None = option(None, "with --compile: the folder where the compiled kernels are kept for later runs, so the ~20 s "
+                                           'compile is paid once per machine (or once per cluster, on a shared folder) instead of in every run '
+                                           '(default: $TORCHINDUCTOR_CACHE_DIR if set, else ~/.cache/cosmos_nb/torch_compile; '
+                                           "'none': PyTorch's own temporary folder)", metavar='DIR')
     progress: bool = option(True, 'no progress bar')       # a progress bar per video; the flag is --no_progress
     diffusion: DiffusionConfig|None = None                 # sampler settings (default: upstream's); Python only
 
@@ -358,6 +375,8 @@ class PipelineOptions:
             raise Video2WorldInputError(f"PipelineOptions.device={self.device!r}: choose 'cuda', 'cuda:N' (a GPU's index) or 'cpu'")
         if self.swap_blocks and self.offload_diffusion_transformer:
             raise Video2WorldInputError('--swap_blocks keeps the DiT blocks in CPU memory and --offload_diffusion_transformer the whole DiT: use one')
+        if self.compile_cache is not None and not self.compile:
+            raise Video2WorldInputError(f'--compile_cache {self.compile_cache} keeps what --compile compiles: add --compile, or leave --compile_cache out')
 
     _repr_markdown_ = _options_table
 
@@ -413,9 +432,18 @@ class Video2WorldPipeline:
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise Video2WorldInputError('--device cuda: no CUDA GPU is visible here; use --device cpu (slow) or run on a GPU machine')
         if o.fp8 and (why := fp8_unsupported(self.device)): raise Video2WorldInputError(f'--fp8: {why}: leave --fp8 out')   # before any model loads
+        if o.fp8_attention and (why := fp8_attention_unsupported(self.device, self._head_dim())):
+            raise Video2WorldInputError(f'--fp8_attention: {why}; where it cannot run, leave --fp8_attention out (self-attention then runs in {o.dtype})')
+        try: self.compile_cache = use_compile_cache(o.compile_cache) if o.compile else None   # before the first compilation
+        except OSError as e: raise Video2WorldInputError(f'--compile_cache: {e}') from None
         self.dtype, self.diffusion_config = as_dtype(o.dtype), o.diffusion or DiffusionConfig()
         self.models = ModelCache()          # the prompt upsampler and the guardrail models, loaded once for this pipeline
         self._t5 = self._model = self._swap = None
+
+    def _head_dim(self) -> int:
+        "The DiT's attention head size, from its config files (128 if they cannot be read: loading it will then say why)."
+        try: return read_dit_config(self.files.dit).head_dim
+        except (OSError, ValueError): return 128
 
     @property
     def prompt_required(self) -> bool:
@@ -455,8 +483,8 @@ def _diffusion_model(self: Video2WorldPipeline) -> Video2WorldDiffusion:
             raise CheckpointLoadError(f'{f.dit}{adapters} cannot be loaded: {e}\nIf this is a model of '
                                       f'another size, put the config.json its run wrote beside it (cosmos-nb export-checkpoint does).') from e
         if self.options.fp8: _to_fp8(net, self.device)                                  # after any LoRA is merged into the weights
-        parallelize(net, ParallelConfig(activation_checkpointing='none', compile=self.options.compile,   # --num_gpus N: tokens split over ranks
-                                        context_parallel=dist.is_initialized() and dist.get_world_size() > 1))
+        parallelize(net, ParallelConfig(activation_checkpointing='none', compile=o.compile, attention='fp8' if o.fp8_attention else 'sdpa',
+                                        context_parallel=dist.is_initialized() and dist.get_world_size() > 1))   # --num_gpus N: tokens split over ranks
         tok = load_tokenizer(f.tokenizer, dtype=self.dtype)                      # + its mean_std.pt statistics
         self._model = Video2WorldDiffusion(net, OffloadingTokenizer(tok, self.device, self.options.offload_tokenizer, self._dit_off),
                                            self.diffusion_config).to(next(net.parameters()).device).eval()   # net + logvar head

@@ -183,6 +183,49 @@ def test_context_parallel_torchrun_two_processes_equals_one(ck, tmp_path, exampl
     assert sorted(p.name for p in (tmp_path / 'two').iterdir()) == ['output.mp4', 'output.txt']
 
 
+def _dit_inputs():
+    torch.manual_seed(0)
+    return torch.randn(1, 16, 4, 4, 4), torch.tensor([0.3]), torch.randn(1, 8, 32)   # 4·2·2 = 16 tokens
+
+
+def _cp_fp8_attention_worker(rank, world, init_file, ck, out_file):
+    "One rank of a 2-process gloo group: the pipeline's DiT with --fp8_attention, recording what each FP8 attention is given."
+    import torch.distributed as dist
+    import cosmos_nb.parallelize as par
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
+    try:
+        seen, fp8_attention = [], par.fp8_attention
+        par.fp8_attention = lambda q, k, v: (seen.append((q.shape[1], k.shape[1])), fp8_attention(q, k, v))[1]
+        net = Video2WorldPipeline(CPU, checkpoint_dir=ck, fp8_attention=True)._diffusion_model().net
+        with torch.no_grad(): out = net(*_dit_inputs())
+        torch.save({'out': out, 'seen': seen}, f'{out_file}.{rank}')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_context_parallel_composes_with_fp8_attention(ck, tmp_path):
+    "--num_gpus 2 --fp8_attention (2 gloo ranks): each rank's queries attend in FP8 to the keys and values of both ranks."
+    import torch.multiprocessing as mp
+    mp.spawn(_cp_fp8_attention_worker, args=(2, str(tmp_path / 'pg'), str(ck), str(tmp_path / 'res')), nprocs=2, join=True)
+    ref, fa = (Video2WorldPipeline(CPU, checkpoint_dir=ck, fp8_attention=on)._diffusion_model().net for on in (False, True))
+    with torch.no_grad(): y, y8 = ref(*_dit_inputs()), fa(*_dit_inputs())
+    outs = [torch.load(f"{tmp_path / 'res'}.{r}", weights_only=True) for r in range(2)]
+    for res in outs:
+        assert res['seen'] == [(8, 16)] * 2                # 2 blocks: this rank's 8 queries, all 16 keys (gathered)
+        rel = lambda a, b: ((a - b).norm() / b.norm()).item()
+        assert 0 < rel(res['out'], y) < 0.05               # FP8 rounding, as on one process
+        assert rel(res['out'], y8) < 0.05                  # not the same bits: each rank scales its own queries to e4m3
+    assert torch.equal(outs[0]['out'], outs[1]['out'])     # every rank ends with the whole (gathered) output
+
+
+@pytest.mark.slow
+def test_context_parallel_torchrun_with_fp8_attention_writes_the_video(ck, tmp_path, example_media):
+    "`torchrun --nproc_per_node=2 ... --num_gpus 2 --fp8_attention` end to end (2 gloo CPU ranks, ~40 s): close to the one-process video."
+    a, b, two = one_and_two_processes(ck, tmp_path, example_media, [*SMALL, '--fp8_attention'], 29615)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert a.shape == b.shape and (a.float() - b.float()).abs().mean() < 2   # FP8 rounding of each rank's queries, mp4 coding
+
+
 # --- the pipeline --------------------------------------------------------------------------------------------------------
 
 def test_pipeline_is_deterministic_and_uses_the_prompt_and_tensor_inputs(ck, example_media):
@@ -311,8 +354,8 @@ def test_fp8_pipeline_quantizes_the_block_linears_and_stays_close(ck):
     assert 0 < rel < 0.05                                                  # a few % relative, as on the 7B model
 
 
-def test_compile_flag_compiles_the_dit_blocks(ck):
-    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, compile=True, fp8=True)
+def test_compile_flag_compiles_the_dit_blocks(ck, compile_env, tmp_path):
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, compile=True, fp8=True, compile_cache=tmp_path)
     net = pipe._diffusion_model().net
     assert fp8_layers(net) and all(is_compiled(b) for b in net.blocks.values())
 
@@ -325,6 +368,136 @@ def test_fp8_without_fp8_hardware_fails_before_any_model_loads(ck, tmp_path, exa
     _, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
                      '--fp8', '--video_save_folder', tmp_path, *SMALL, *QUIET)
     assert err.startswith('error: --fp8') and 'A100' in err and '8.0' in err and '>= 8.9' in err and 'leave --fp8 out' in err
+
+
+# --- --fp8_attention and --compile_cache -------------------------------------------------------------------------------
+
+@pytest.fixture
+def compile_env(monkeypatch):
+    "Whatever a test does to TORCHINDUCTOR_CACHE_DIR (a compile run sets it for the process) is undone after it."
+    monkeypatch.setenv('TORCHINDUCTOR_CACHE_DIR', 'unset-me')
+    monkeypatch.delenv('TORCHINDUCTOR_CACHE_DIR')                   # recorded above: restored to what it was before the test
+
+
+def attend_names(net) -> dict:
+    "{'fa': self-attention's function, 'ca': cross-attention's} in every block (one entry each when all blocks agree)."
+    names = {}
+    for b in net.blocks.values():
+        for s in b.blocks:
+            if s.block_type in ('fa', 'ca'): names.setdefault(s.block_type, set()).add(getattr(s.block.attn.attend, 'func', s.block.attn.attend).__name__)
+    return names
+
+
+def test_parser_lists_fp8_attention_and_compile_cache():
+    a = video2world_parser().parse_args([])
+    assert (a.fp8_attention, a.compile_cache) == (False, None)                  # off; None: the lasting default folder
+    a = video2world_parser().parse_args(['--fp8_attention', '--compile', '--compile_cache', 'cc'])
+    assert options_from_args(PipelineOptions, a) == PipelineOptions('checkpoints', fp8_attention=True, compile=True, compile_cache='cc')
+    helptext = ' '.join(video2world_parser().format_help().split())
+    assert '--fp8_attention' in helptext and 'compute capability >= 9.0' in helptext
+    assert "nb[fp8-attention]'" in helptext                                    # argparse may break 'cosmos-nb' at its hyphen
+    assert '--compile_cache DIR' in helptext and 'once per machine' in helptext and '~/.cache/cosmos_nb/torch_compile' in helptext
+
+
+def test_fp8_attention_cli_writes_a_video_close_to_the_full_precision_one(ck, tmp_path, example_media, monkeypatch):
+    import cosmos_nb.parallelize as par
+    calls, fp8_attention = [], par.fp8_attention
+    monkeypatch.setattr(par, 'fp8_attention', lambda q, k, v: (calls.append(q.shape), fp8_attention(q, k, v))[1])
+    common = ['--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'a red circle',
+              *SMALL, *QUIET]
+    ref, err = run_cli(*common, '--video_save_folder', tmp_path / 'ref'); assert err is None, err
+    assert calls == []
+    fa, err = run_cli(*common, '--fp8_attention', '--video_save_folder', tmp_path / 'fa'); assert err is None, err
+    assert len(calls) == 2 * 2                                              # 2 blocks × 2 steps: every self-attention, in FP8
+    from cosmos_nb.video import read_video
+    a, b = read_video(ref[0])[0], read_video(fa[0])[0]
+    assert a.shape == b.shape == (17, 3, 32, 48)
+    assert 0 < (a.float() - b.float()).abs().mean() < 4                    # the same video up to FP8 rounding (and mp4 coding)
+
+
+def test_fp8_attention_pipeline_stays_close_at_the_dit(ck):
+    ref, fa = (Video2WorldPipeline(CPU, checkpoint_dir=ck, fp8_attention=on)._diffusion_model().net for on in (False, True))
+    assert attend_names(ref) == {'fa': {'sdpa_attention'}, 'ca': {'sdpa_attention'}}
+    assert attend_names(fa) == {'fa': {'fp8_attention'}, 'ca': {'sdpa_attention'}}   # cross-attention stays as it was
+    x, t, emb = torch.randn(1, 16, 3, 4, 4), torch.tensor([0.3]), torch.randn(1, 8, 32)
+    with torch.no_grad(): y, y8 = ref(x, t, emb), fa(x, t, emb)
+    rel = ((y8 - y).norm() / y.norm()).item()
+    assert 0 < rel < 0.05                                                  # a few % at most: e4m3 rounding in each attention
+
+
+def test_fp8_attention_combines_with_fp8_compile_and_swap_blocks(ck, example_media, compile_env, tmp_path):
+    net = Video2WorldPipeline(CPU, checkpoint_dir=ck, fp8=True, fp8_attention=True, compile=True, compile_cache=tmp_path)._diffusion_model().net
+    assert fp8_layers(net) and all(is_compiled(b) for b in net.blocks.values()) and attend_names(net)['fa'] == {'fp8_attention'}
+    kw = dict(num_video_frames=9, height=32, width=32, num_steps=2)
+    want = Video2WorldPipeline(CPU, checkpoint_dir=ck, fp8_attention=True).generate(example_media / 'video2world_input0.jpg', 'p', **kw)
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, fp8_attention=True, swap_blocks=True)
+    got = pipe.generate(example_media / 'video2world_input0.jpg', 'p', **kw)
+    assert pipe._swap.stats.loads >= 2 * len(pipe._swap.swapped) and torch.equal(got.video, want.video)   # same bits, blocks swapped in
+
+
+def fake_cuda(monkeypatch, name, capability):
+    "This CPU machine answers as if it had the named CUDA GPU (enough for the checks made before any model loads)."
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: capability)
+
+
+@pytest.mark.parametrize('gpu,words', [
+    (('NVIDIA A100-SXM4-80GB', (8, 0)), ['A100', '8.0', 'compute capability >= 9.0']),
+    (('NVIDIA H100 80GB HBM3', (9, 0)), ["NVIDIA's cuDNN frontend", "pip install 'cosmos-nb[fp8-attention]'"]),
+    (None, ['head size that is a multiple of 16', "this model's is 24"]),              # on the CPU: a DiT with 24-wide heads
+])
+def test_fp8_attention_where_it_cannot_run_fails_before_any_model_loads(ck, tmp_path, example_media, monkeypatch, gpu, words):
+    import importlib.util
+    device = ['--device', 'cpu']
+    if gpu is None:                                                        # the tiny DiT with 2 heads of 24
+        from cosmos_nb.dit import DiTConfig
+        ck = make_tiny_checkpoints(tmp_path / 'checkpoints', net=DiTConfig.tiny(crossattn_emb_channels=32, model_channels=48))
+    else:
+        fake_cuda(monkeypatch, *gpu); device = ['--device', 'cuda']
+        monkeypatch.setattr(torch.backends.cudnn, 'version', lambda: 91000)
+        find_spec = importlib.util.find_spec                               # nvidia-cudnn-frontend not installed (as on this CPU machine)
+        monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'cudnn' else find_spec(name, *a))
+    monkeypatch.setattr(v2w, 'load_video2world_dit', lambda *a, **k: pytest.fail('the DiT was loaded'))
+    _, err = run_cli('--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
+                     '--fp8_attention', '--video_save_folder', tmp_path / 'out', *SMALL, *QUIET, *device)
+    assert err.startswith('error: --fp8_attention: ') and 'leave --fp8_attention out' in err and '\n' not in err, err
+    for w in words: assert w in err, (w, err)
+
+
+def test_compile_cache_is_set_when_the_pipeline_is_made(ck, tmp_path, compile_env):
+    import os
+    assert Video2WorldPipeline(CPU, checkpoint_dir=ck).compile_cache is None                  # no --compile: nothing set
+    assert 'TORCHINDUCTOR_CACHE_DIR' not in os.environ
+    pipe = Video2WorldPipeline(CPU, checkpoint_dir=ck, compile=True, compile_cache=tmp_path / 'kernels')
+    assert pipe.compile_cache == tmp_path / 'kernels' and (tmp_path / 'kernels').is_dir()
+    assert os.environ['TORCHINDUCTOR_CACHE_DIR'] == str(tmp_path / 'kernels')                 # where Inductor reads it at each compile
+    os.environ.pop('TORCHINDUCTOR_CACHE_DIR')
+    assert Video2WorldPipeline(CPU, checkpoint_dir=ck, compile=True, compile_cache='none').compile_cache is None
+    assert 'TORCHINDUCTOR_CACHE_DIR' not in os.environ                                       # 'none': PyTorch's own default
+    with pytest.raises(Video2WorldInputError, match='--compile_cache cc keeps what --compile compiles: add --compile'):
+        replace(CPU, compile_cache='cc')
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(Video2WorldInputError, match='--compile_cache: compile cache .*a_file/sub: cannot create it'):
+        Video2WorldPipeline(CPU, checkpoint_dir=ck, compile=True, compile_cache=tmp_path / 'a_file' / 'sub')
+
+
+@pytest.mark.slow
+def test_compile_cache_lets_a_second_run_load_the_compiled_fp8_attention_blocks(ck, tmp_path, example_media, compile_env):
+    "Two --compile --fp8_attention runs with one --compile_cache: the first compiles (~40 s on 2 CPU cores), the second finds every graph."
+    from torch._dynamo.utils import counters
+    from cosmos_nb.video import read_video
+    common = ['--checkpoint_dir', ck, '--input_image_or_video_path', example_media / 'video2world_input0.jpg', '--prompt', 'p',
+              '--compile', '--fp8_attention', '--compile_cache', tmp_path / 'kernels', *SMALL, *QUIET]
+    videos = []
+    for run in ('cold', 'warm'):
+        torch._dynamo.reset(); counters.clear()                            # as a new process: nothing compiled in memory
+        saved, err = run_cli(*common, '--video_save_folder', tmp_path / run); assert err is None, err
+        videos.append(read_video(saved[0])[0])
+        hits, misses = counters['inductor']['fxgraph_cache_hit'], counters['inductor']['fxgraph_cache_miss']
+        if run == 'cold': assert misses > 0 and any((tmp_path / 'kernels').rglob('*'))
+        else: assert hits > 0 and misses == 0, (hits, misses)
+    assert torch.equal(*videos)
 
 
 def test_strict_load_names_the_bad_key(ck_copy, example_media, tmp_path):
