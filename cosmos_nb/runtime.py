@@ -178,7 +178,9 @@ def use_compile_cache(folder: str|Path|None = None, # None: `TORCHINDUCTOR_CACHE
                      ) -> Path|None:
     "Keep `torch.compile`'s caches (Inductor, AOTAutograd, Triton) in `folder` for later processes; returns the folder."
     if folder is not None and str(folder).lower() == 'none': return None
-    if folder is None and os.environ.get('TORCHINDUCTOR_CACHE_DIR'): return Path(os.environ['TORCHINDUCTOR_CACHE_DIR'])
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    chosen = os.environ.get('TORCHINDUCTOR_CACHE_DIR')                     # Inductor sets it to its /tmp default once it compiles
+    if folder is None and chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()): return Path(chosen)
     path = Path(folder or default_compile_cache()).expanduser().absolute()
     try: path.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise OSError(f'compile cache {path}: cannot create it ({e.strerror}); name a writable folder') from e
