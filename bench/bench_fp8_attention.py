@@ -163,7 +163,7 @@ def section_forward(a, gen):
     compile_blocks(net, fullgraph=True)          # once: the FP8 variants below change modules and the guards recompile
     with torch.inference_mode():
         ref = run()
-        for name, setup in (('ours_bf16', lambda: None), ('ours_fp8_linears', lambda: convert_to_fp8(net, keep_weight=False)),
+        for name, setup in (('ours_bf16', lambda: None), ('ours_fp8_linears', lambda: convert_to_fp8(net, keep_weight=False, fast_accum=True)),
                             ('ours_fp8_linears_fp8_attention', lambda: set_attention(net, 'fp8'))):
             setup()
             t0 = time.perf_counter(); out = run(); torch.cuda.synchronize(); first = time.perf_counter() - t0
@@ -234,7 +234,7 @@ def section_quality(a, gen):
         ref_v, ref_l = gen_()
         ref_v, ref_l = ref_v.cpu(), ref_l.float().cpu()
         for name, setup in (('fp8_attention', lambda: set_attention(net, 'fp8')),
-                            ('fp8_attention_fp8_linears', lambda: convert_to_fp8(net, keep_weight=False))):
+                            ('fp8_attention_fp8_linears', lambda: convert_to_fp8(net, keep_weight=False, fast_accum=True))):
             setup()
             v, l = gen_()
             mse = (v.cpu().float() - ref_v.float()).square().mean().item()

@@ -467,9 +467,9 @@ def _release_text_encoder(self: Video2WorldPipeline):
     self._t5 = None; free_memory()
 
 def _to_fp8(net: nn.Module, device) -> nn.Module:
-    "Swap the block Linears for FP8 ones (weights not kept), quantizing on `device` (fast on a GPU); `net` stays where it was."
+    "Swap the block Linears for FP8 ones (weights not kept, fast accumulation), quantizing on `device` (fast on a GPU); `net` stays where it was."
     home = next(net.parameters()).device
-    return convert_to_fp8(net.to(device), keep_weight=False).to(home)
+    return convert_to_fp8(net.to(device), keep_weight=False, fast_accum=True).to(home)   # fast accumulation: same error, 1.2x the matmul rate (BENCHMARKS.md)
 
 @patch
 def _diffusion_model(self: Video2WorldPipeline) -> Video2WorldDiffusion:
