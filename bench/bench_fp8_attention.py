@@ -29,7 +29,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmos_nb.dit import DiTConfig, VideoExtendDiT, dit_forward_flops
 from cosmos_nb.fp8 import Float8Linear, convert_to_fp8
-from cosmos_nb.fp8_attention import (E4M3_MAX, cudnn_fp8_sdpa, fp8_attention, fp8_attention_unsupported, quantize_per_tensor)
+from cosmos_nb.fp8_attention import (E4M3_MAX, _cudnn_fp8_graph, cudnn_fp8_sdpa, fp8_attention, fp8_attention_unsupported, quantize_per_tensor)
 from cosmos_nb.parallelize import compile_blocks, set_attention
 
 SECTIONS = ('kernel', 'linears', 'forward', 'quality')
@@ -98,6 +98,8 @@ def section_kernel(a, gen):
                        bf16_vs_fp32=rel(ob[:1, sub], ref))
             (q8, dq), (k8, dk), (v8, dv) = (quantize_per_tensor(t) for t in (q, k, v))
             row['fp8_kernel_s'] = round(timed(lambda: cudnn_fp8_sdpa(q8, k8, v8, dq, dk, dv, 1 / dv)), 5)
+            built = _cudnn_fp8_graph(tuple(tuple(t.shape) for t in (q8, k8, v8)), tuple(t.stride() for t in (q8, k8, v8)), torch.cuda.current_device())
+            row.update(plan=built.plan, plans=built.plan_names, plan_s=[round(t, 5) for t in built.plan_seconds])
             row['fp8_compiled_s'] = round(timed(lambda: compiled(q, k, v)), 5)
             o8 = compiled(q, k, v)
             k_other = k.transpose(1, 2).contiguous().transpose(1, 2)          # the same keys laid out (B, h, S, d), as compiled code may pass them

@@ -7,14 +7,15 @@ Docs: https://cosmos-nb.github.io/cosmos-nb/fp8_attention.html.md"""
 # %% ../nbs/06d_fp8_attention.ipynb #f7fac819
 from __future__ import annotations
 import functools, importlib.util, math
+from dataclasses import dataclass, field
 
 import torch
 
 from .fp8 import FP8
 
 # %% auto #0
-__all__ = ['E4M3_MAX', 'CUDNN_FRONTEND_INSTALL', 'quantize_per_tensor', 'emulated_fp8_sdpa', 'cudnn_frontend', 'cudnn_fp8_sdpa',
-           'fp8_sdpa', 'fp8_attention', 'fp8_attention_unsupported']
+__all__ = ['E4M3_MAX', 'CUDNN_FRONTEND_INSTALL', 'quantize_per_tensor', 'emulated_fp8_sdpa', 'cudnn_frontend', 'FP8Graph',
+           'cudnn_fp8_sdpa', 'fp8_sdpa', 'fp8_attention', 'fp8_attention_unsupported']
 
 # %% ../nbs/06d_fp8_attention.ipynb #c6c70a20
 E4M3_MAX = torch.finfo(FP8).max   # 448
@@ -52,6 +53,15 @@ def cudnn_frontend():
 def _cudnn_handle(device_index: int):
     with torch.cuda.device(device_index): return cudnn_frontend().create_handle()
 
+@dataclass
+class FP8Graph:
+    "A built cuDNN graph, its tensor handles, and the execution plan chosen for it (None: cuDNN's first)."
+    graph: object
+    tensors: tuple
+    plan: int | None = None
+    plan_names: list = field(default_factory=list)
+    plan_seconds: list = field(default_factory=list)
+
 @functools.lru_cache(maxsize=64)
 def _cudnn_fp8_graph(shapes: tuple, strides: tuple, device_index: int):
     "A built cuDNN FP8 SDPA graph for (B, S, h, d) e4m3 q, k, v of these shapes and strides (o contiguous), and its tensor handles."
@@ -68,25 +78,49 @@ def _cudnn_fp8_graph(shapes: tuple, strides: tuple, device_index: int):
     o.set_output(True).set_dim([B, H, S, D]).set_stride([S * H * D, D, H * D, 1]).set_data_type(e4m3)   # a contiguous (B, S, h, d)
     for t in (amax_s, amax_o): t.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(f32)
     g.validate(); g.build_operation_graph()
-    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
-    g.check_support(); g.build_plans()
-    return g, (q, k, v, *scalars, o, amax_s, amax_o)
+    try: g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.B, cudnn.heur_mode.FALLBACK])   # more kernels to choose from
+    except Exception: g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    g.check_support()
+    try: g.build_plans(cudnn.build_plan_policy.ALL)                          # every kernel that supports the graph: timed at first use
+    except Exception: g.build_plans()
+    return FP8Graph(g, (q, k, v, *scalars, o, amax_s, amax_o))
 
 def cudnn_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, scale_o) -> torch.Tensor:
     "cuDNN's FP8 flash attention (same arguments and result as `emulated_fp8_sdpa`); CUDA, compute capability ≥ 9.0."
     dev = q8.device.index if q8.device.index is not None else torch.cuda.current_device()
-    g, (q, k, v, dq, dk, dv, ds, ss, so, o, amax_s, amax_o) = _cudnn_fp8_graph(
-        tuple(tuple(t.shape) for t in (q8, k8, v8)), tuple(t.stride() for t in (q8, k8, v8)), dev)   # each with its own strides
+    built = _cudnn_fp8_graph(tuple(tuple(t.shape) for t in (q8, k8, v8)), tuple(t.stride() for t in (q8, k8, v8)), dev)  # each with its own strides
+    g, (q, k, v, dq, dk, dv, ds, ss, so, o, amax_s, amax_o) = built.graph, built.tensors
     out = torch.empty(q8.shape, dtype=q8.dtype, device=q8.device)
     one = lambda x: x.reshape(1, 1, 1, 1).float().contiguous()
     p_scale = torch.full((1, 1, 1, 1), E4M3_MAX, device=q8.device)        # probabilities (≤ 1) are stored ×448
     amax = torch.empty(2, 1, 1, 1, device=q8.device)
-    workspace = torch.empty(g.get_workspace_size(), device=q8.device, dtype=torch.uint8)
     handle = _cudnn_handle(dev)
     cudnn_frontend().set_stream(handle=handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
-    g.execute({q: q8, k: k8, v: v8, dq: one(descale_q), dk: one(descale_k), dv: one(descale_v), ds: 1 / p_scale, ss: p_scale,
-               so: one(scale_o), o: out, amax_s: amax[0:1], amax_o: amax[1:2]}, workspace, handle=handle)
+    pack = {q: q8, k: k8, v: v8, dq: one(descale_q), dk: one(descale_k), dv: one(descale_v), ds: 1 / p_scale, ss: p_scale,
+            so: one(scale_o), o: out, amax_s: amax[0:1], amax_o: amax[1:2]}
+    if built.plan is None and not built.plan_names: _choose_plan(built, pack, handle, q8.device)
+    if built.plan is None:
+        g.execute(pack, torch.empty(g.get_workspace_size(), device=q8.device, dtype=torch.uint8), handle=handle)
+    else:
+        workspace = torch.empty(g.get_workspace_size_plan_at_index(built.plan), device=q8.device, dtype=torch.uint8)
+        g.execute_plan_at_index(pack, workspace, built.plan, handle=handle)
     return out
+
+def _choose_plan(built: FP8Graph, pack: dict, handle, device):
+    "Time every execution plan of a new graph once on the real inputs and keep the fastest (as cudnn.benchmark does for convolutions)."
+    g = built.graph
+    try:
+        n = g.get_execution_plan_count()
+        built.plan_names = [g.get_plan_name_at_index(i) for i in range(n)]
+        for i in range(n):
+            workspace = torch.empty(g.get_workspace_size_plan_at_index(i), device=device, dtype=torch.uint8)
+            g.execute_plan_at_index(pack, workspace, i, handle=handle)                    # warm-up
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(); g.execute_plan_at_index(pack, workspace, i, handle=handle); end.record(); end.synchronize()
+            built.plan_seconds.append(start.elapsed_time(end) / 1e3)
+        built.plan = min(range(n), key=built.plan_seconds.__getitem__) if n > 1 else None
+    except Exception as e:                                                               # an older frontend without plan indices
+        built.plan, built.plan_names = None, [f'cuDNN\'s first plan ({type(e).__name__}: {e})'[:200]]
 
 # %% ../nbs/06d_fp8_attention.ipynb #a9b9ae67
 @torch.library.custom_op("cosmos_nb::fp8_sdpa", mutates_args=())
