@@ -38,7 +38,7 @@ __all__ = ['LATEST_FILE', 'REG_MODEL', 'EMA_MODEL', 'MODEL', 'OPTIM', 'LORA_ADAP
            'load_full_optimizer_state_dict', 'upstream_model_files', 'gather_upstream_files',
            'save_training_checkpoint', 'load_training_checkpoint', 'SafeFileSystemReader', 'SafeLoadPlanner',
            'resume_state_dict', 'checkpoint_group', 'CheckpointWriteError', 'dcp_writer', 'staging_options',
-           'make_stager', 'Checkpointer', 'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint',
+           'ReusableStager', 'make_stager', 'Checkpointer', 'load_dcp_checkpoint', 'read_dcp', 'consolidate_checkpoint',
            'checkpoint_settings', 'data_position', 'resume_position']
 
 # %% ../nbs/10_checkpoint.ipynb #dd23868c
@@ -405,12 +405,21 @@ def staging_options(cuda: bool) -> StagingOptions: # True: the state is on a GPU
     "How an asynchronous save copies the state to host memory: in a background thread; pinned, non-blocking copies from a GPU."
     return StagingOptions(use_pinned_memory=cuda, use_shared_memory=False, use_async_staging=True, use_non_blocking_copy=cuda)
 
+class ReusableStager(DefaultStager):
+    "DCP's `DefaultStager` that keeps its host buffers from one save to the next on every torch we support."
+    def _stage(self, state_dict, **kwargs):
+        # torch 2.11's DefaultStager empties its StateDictStager after every copy (buffers and copy table), so a second save
+        # failed (KeyError: <class 'type'>) and none reused its pinned buffers; this is torch 2.13's method, which keeps them.
+        if self._config.use_non_blocking_copy:
+            with self._staging_stream if self._staging_stream is not None else nullcontext():
+                state_dict = self._state_dict_stager.stage(state_dict, non_blocking=True)
+            self._staging_stream.synchronize() if self._staging_stream is not None else torch.cuda.synchronize()   # the copies are done
+            return state_dict
+        return self._state_dict_stager.stage(state_dict, non_blocking=False)
+
 def make_stager(cuda: bool) -> DefaultStager: # True: the state is on a GPU
-    "DCP's stager with `staging_options`, able to copy what FSDP2's sharded tensors (DTensors) reduce to on every torch we support."
-    stager = DefaultStager(staging_options(cuda))
-    copies = getattr(getattr(stager, '_state_dict_stager', None), '_deepcopy_dispatch', None)
-    if copies is not None: copies.setdefault(type, copy._deepcopy_atomic)   # torch 2.11's table lacks classes: a DTensor failed to stage
-    return stager
+    "The stager of an asynchronous save: `staging_options`, buffers kept across saves."
+    return ReusableStager(staging_options(cuda))
 
 def _tensors(obj):
     "The tensors of a nested state dict."
