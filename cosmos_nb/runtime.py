@@ -18,8 +18,8 @@ import torch.nn as nn
 # %% auto #0
 __all__ = ['CheckpointLoadError', 'FeatureNotAvailableWarning', 'free_memory', 'on_device', 'expandable_cuda_segments',
            'ModelCache', 'load_cached', 'default_device', 'quiet_transformers', 'find_hf_folder', 'as_dtype',
-           'process_rank', 'process_count', 'is_main_process', 'exit_with', 'DistEnv', 'init_distributed',
-           'default_compile_cache', 'use_compile_cache']
+           'process_rank', 'process_count', 'is_main_process', 'exit_with', 'default_compile_cache',
+           'use_compile_cache', 'DistEnv', 'init_distributed']
 
 # %% ../nbs/01a_runtime.ipynb #b15cad08
 class CheckpointLoadError(ValueError):
@@ -133,6 +133,26 @@ def exit_with(code: int, # the exit status (2: bad arguments, 1: the work failed
     if is_main_process(): print(*lines, sep='\n', file=sys.stderr)
     raise SystemExit(code)
 
+# %% ../nbs/01a_runtime.ipynb #f97853ac
+def default_compile_cache() -> Path:
+    "Where compiled kernels are kept between processes: `$XDG_CACHE_HOME/cosmos_nb/torch_compile` (default `~/.cache/...`)."
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'cosmos_nb'/'torch_compile'
+
+def use_compile_cache(folder: str|Path|None = None, # None: `TORCHINDUCTOR_CACHE_DIR` if set, else `default_compile_cache()`; 'none': PyTorch's own default
+                     ) -> Path|None:
+    "Keep `torch.compile`'s caches (Inductor, AOTAutograd, Triton) in `folder` for later processes; returns the folder."
+    if folder is not None and str(folder).lower() == 'none': return None
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    chosen = os.environ.get('TORCHINDUCTOR_CACHE_DIR')                     # Inductor sets it to its /tmp default once it compiles
+    if folder is None and chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()): return Path(chosen)
+    path = Path(folder or default_compile_cache()).expanduser().absolute()
+    try: path.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise OSError(f'compile cache {path}: cannot create it ({e.strerror}); name a writable folder') from e
+    os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(path)              # read by Inductor (and Triton, under it) at each compilation
+    import torch._inductor.config as inductor, torch._functorch.config as functorch
+    inductor.fx_graph_cache = functorch.enable_autograd_cache = True
+    return path
+
 # %% ../nbs/01a_runtime.ipynb #64d4de56
 @dataclass
 class DistEnv:
@@ -168,23 +188,3 @@ def init_distributed(device: str='auto', # 'auto' (CUDA when present), 'cuda' or
         created = True
     dev = torch.device('cuda', torch.cuda.current_device()) if cuda else torch.device('cpu')
     return DistEnv(dist.get_rank(), dist.get_world_size(), local_rank, dev, created)
-
-# %% ../nbs/01a_runtime.ipynb #f97853ac
-def default_compile_cache() -> Path:
-    "Where compiled kernels are kept between processes: `$XDG_CACHE_HOME/cosmos_nb/torch_compile` (default `~/.cache/...`)."
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home()/'.cache')/'cosmos_nb'/'torch_compile'
-
-def use_compile_cache(folder: str|Path|None = None, # None: `TORCHINDUCTOR_CACHE_DIR` if set, else `default_compile_cache()`; 'none': PyTorch's own default
-                     ) -> Path|None:
-    "Keep `torch.compile`'s caches (Inductor, AOTAutograd, Triton) in `folder` for later processes; returns the folder."
-    if folder is not None and str(folder).lower() == 'none': return None
-    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
-    chosen = os.environ.get('TORCHINDUCTOR_CACHE_DIR')                     # Inductor sets it to its /tmp default once it compiles
-    if folder is None and chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()): return Path(chosen)
-    path = Path(folder or default_compile_cache()).expanduser().absolute()
-    try: path.mkdir(parents=True, exist_ok=True)
-    except OSError as e: raise OSError(f'compile cache {path}: cannot create it ({e.strerror}); name a writable folder') from e
-    os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(path)              # read by Inductor (and Triton, under it) at each compilation
-    import torch._inductor.config as inductor, torch._functorch.config as functorch
-    inductor.fx_graph_cache = functorch.enable_autograd_cache = True
-    return path
