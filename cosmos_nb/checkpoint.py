@@ -22,6 +22,7 @@ from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner, _EmptyStateDictLoadPlanner
 from torch.distributed.checkpoint.metadata import StorageMeta
 from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
+from torch.utils._pytree import tree_leaves
 from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict, get_state_dict,
                                                      set_model_state_dict, set_optimizer_state_dict, set_state_dict)
@@ -421,17 +422,9 @@ def make_stager(cuda: bool) -> DefaultStager: # True: the state is on a GPU
     "The stager of an asynchronous save: `staging_options`, buffers kept across saves."
     return ReusableStager(staging_options(cuda))
 
-def _tensors(obj):
-    "The tensors of a nested state dict."
-    if torch.is_tensor(obj): yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values(): yield from _tensors(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj: yield from _tensors(v)
-
 def _state_device(sd: dict) -> torch.device|None:
     "The CUDA device of the first CUDA tensor in `sd` (None: the state is on the CPU)."
-    return next((t.device for t in _tensors(sd) if t.device.type == 'cuda'), None)
+    return next((t.device for t in tree_leaves(sd) if torch.is_tensor(t) and t.device.type == 'cuda'), None)
 
 # %% ../nbs/10_checkpoint.ipynb #67d1a4f6
 def _why(error: BaseException) -> str:
